@@ -1,0 +1,105 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * Backends: the real PKCS#11 modules kysod loads (SoftHSM2, OpenSC, vendor
+ * modules), and the slots they offer, merged into one slot list with
+ * kyso's own slot ids. This is the only place that calls into a backend
+ * module: the broker asks for a call by its wire id with native arguments
+ * (backend_invoke) or through the few typed helpers below. Output
+ * structures are zeroed before a backend sees them (SoftHSM2 ORs flags
+ * into what it is given).
+ *
+ * Calls to a removable hardware token are serialised per slot (two
+ * programs driving one ePass2003 at once is a known way to break it);
+ * software tokens run in parallel. Slots are never freed while the daemon
+ * runs, so a Slot pointer stays valid and a slot id keeps its meaning.
+ */
+#pragma once
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "pkcs11.h"
+#include "wire.h"
+
+typedef enum SerializeMode {
+        SERIALIZE_AUTO,
+        SERIALIZE_ALWAYS,
+        SERIALIZE_NEVER,
+        _SERIALIZE_MAX,
+        _SERIALIZE_INVALID = -EINVAL,
+} SerializeMode;
+
+typedef struct Backend {
+        unsigned index;
+        char *path;
+        void *dl;
+        CK_FUNCTION_LIST *f;
+        CK_FUNCTION_LIST_3_0 *f3; /* NULL when the module offers only 2.x */
+        CK_INFO info;
+        bool blocking_events;     /* C_WaitForSlotEvent(0) works */
+        bool initialized;
+} Backend;
+
+typedef struct Slot {
+        CK_SLOT_ID id; /* what clients see */
+        Backend *backend;
+        CK_SLOT_ID real;
+        bool serialize;
+        pthread_mutex_t call_lock; /* held around backend calls when serialize */
+
+        /* What the last scan saw; guarded by the registry lock. */
+        bool listed;
+        bool token_present;
+        CK_SLOT_INFO info;
+
+        /* Shared login state of the token, owned by the broker (broker.c); guarded by login_lock. */
+        pthread_mutex_t login_lock;
+        CK_USER_TYPE login_user;
+        unsigned login_count;     /* clients logged in */
+        bool pin_known;
+        uint8_t pin_salt[16];
+        uint8_t pin_hash[32];
+        uint64_t login_generation; /* bumped whenever the real login state ends */
+} Slot;
+
+int backends_load(char *const *paths, size_t n_paths, SerializeMode serialize);
+/* The modules registered with p11-kit, minus kyso's own and trust-policy modules. */
+int backends_find_registered(char ***ret_paths, size_t *ret_n);
+void backends_unload(void);
+size_t backends_count(void);
+Backend *backend_get(unsigned index);
+
+/*
+ * Looks for new slots and for tokens that came or went. Returns the ids of
+ * slots that had an event in *ret_events (caller frees), their count as the
+ * return value, or -errno.
+ */
+int backends_scan(CK_SLOT_ID **ret_events);
+
+Slot *slot_get(CK_SLOT_ID id);
+/* A snapshot of the slot list (pointers stay valid); caller frees the array. */
+int slots_snapshot(Slot ***ret_slots, size_t *ret_n);
+
+void slot_call_begin(Slot *s);
+void slot_call_end(Slot *s);
+
+/* Runs one PKCS#11 call on the backend with the arguments as the wire decoder left them (already mapped). */
+CK_RV backend_invoke(Backend *b, WireCall call, WireArg *args);
+
+CK_RV backend_get_slot_info(Slot *s, CK_SLOT_INFO *ret);
+CK_RV backend_get_token_info(Slot *s, CK_TOKEN_INFO *ret);
+CK_RV backend_open_session(Slot *s, CK_FLAGS flags, CK_SESSION_HANDLE *ret);
+CK_RV backend_close_session(Slot *s, CK_SESSION_HANDLE h);
+CK_RV backend_login(Slot *s, CK_SESSION_HANDLE h, CK_USER_TYPE user, const uint8_t *pin, size_t pin_len);
+CK_RV backend_logout(Slot *s, CK_SESSION_HANDLE h);
+CK_RV backend_session_info(Slot *s, CK_SESSION_HANDLE h, CK_SESSION_INFO *ret);
+CK_RV backend_get_bool_attribute(Slot *s, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type,
+                                 CK_BBOOL *ret);
+/* Runs a whole search; *ret_handles is malloc()ed. */
+CK_RV backend_find_all(Slot *s, CK_SESSION_HANDLE h, CK_ATTRIBUTE *tmpl, CK_ULONG count,
+                       CK_OBJECT_HANDLE **ret_handles, size_t *ret_n);
+/* Blocks in the backend until a slot event (only for backends with blocking_events). */
+CK_RV backend_wait_for_slot_event(Backend *b, CK_SLOT_ID *ret_real);
+
+const char *ckr_to_string(CK_RV rv);

@@ -1,0 +1,1042 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <json-c/json.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "backend.h"
+#include "broker.h"
+#include "config.h"
+#include "handlemap.h"
+#include "log.h"
+#include "macro.h"
+#include "wire.h"
+
+/* Decoded arguments of one request: output buffers sized by the client, each capped by the frame size. */
+#define REQUEST_ARENA_MAX (3U * KYSO_WIRE_FRAME_MAX)
+#define CLIENT_WAITERS_MAX 16U
+#define CLIENT_EVENTS_MAX 256U
+
+typedef struct Session {
+        CK_SESSION_HANDLE handle; /* the client's */
+        CK_SESSION_HANDLE real;   /* the backend's */
+        Slot *slot;
+        unsigned refs; /* guarded by the client's lock */
+} Session;
+
+typedef struct ObjectRef {
+        Slot *slot;
+        CK_OBJECT_HANDLE real;
+} ObjectRef;
+
+struct BrokerClient {
+        Client *conn;
+        pthread_mutex_t lock;
+        bool hello_done;
+        bool disconnected;
+        CK_ULONG next_handle;
+        HandleMap *sessions;    /* (handle, 0) -> Session * */
+        HandleMap *objects;     /* (handle, 0) -> ObjectRef * */
+        HandleMap *objects_rev; /* (slot id, real handle) -> handle */
+        HandleMap *logins;      /* (slot id, 0) -> CK_USER_TYPE this client logged in as */
+        CK_SLOT_ID events[CLIENT_EVENTS_MAX];
+        size_t n_events;
+        uint32_t waiters[CLIENT_WAITERS_MAX]; /* serials of parked blocking C_WaitForSlotEvent calls */
+        size_t n_waiters;
+        BrokerClient *prev, *next;
+};
+
+static BrokerConfig broker_config;
+static time_t started_at;
+static pthread_mutex_t clients_lock = PTHREAD_MUTEX_INITIALIZER;
+static BrokerClient *clients;
+
+static void arena_freep(Arena **a)
+{
+        arena_free(*a);
+}
+
+void broker_setup(const BrokerConfig *config)
+{
+        broker_config = *config;
+        started_at = time(NULL);
+}
+
+static HandleKey key1(uint64_t a)
+{
+        return (HandleKey) { .a = a };
+}
+
+int broker_client_new(Client *conn, BrokerClient **ret)
+{
+        BrokerClient *bc;
+
+        bc = calloc(1, sizeof(BrokerClient));
+        if (!bc)
+                return -ENOMEM;
+        bc->conn = conn;
+        bc->next_handle = 1;
+        bc->sessions = handle_map_new();
+        bc->objects = handle_map_new();
+        bc->objects_rev = handle_map_new();
+        bc->logins = handle_map_new();
+        if (!bc->sessions || !bc->objects || !bc->objects_rev || !bc->logins) {
+                broker_client_free(bc);
+                return -ENOMEM;
+        }
+        pthread_mutex_init(&bc->lock, NULL);
+
+        pthread_mutex_lock(&clients_lock);
+        bc->next = clients;
+        if (clients)
+                clients->prev = bc;
+        clients = bc;
+        pthread_mutex_unlock(&clients_lock);
+
+        *ret = bc;
+        return 0;
+}
+
+void broker_client_disconnect(BrokerClient *bc)
+{
+        if (!bc)
+                return;
+        pthread_mutex_lock(&clients_lock);
+        if (!bc->disconnected) {
+                if (bc->prev)
+                        bc->prev->next = bc->next;
+                else
+                        clients = bc->next;
+                if (bc->next)
+                        bc->next->prev = bc->prev;
+                bc->prev = bc->next = NULL;
+                bc->disconnected = true;
+        }
+        pthread_mutex_unlock(&clients_lock);
+
+        pthread_mutex_lock(&bc->lock);
+        bc->n_waiters = 0;
+        pthread_mutex_unlock(&bc->lock);
+}
+
+/* ---- handles ---- */
+
+static CK_ULONG issue_handle_locked(BrokerClient *bc)
+{
+        return bc->next_handle++;
+}
+
+static Session *session_get(BrokerClient *bc, CK_SESSION_HANDLE h)
+{
+        uint64_t v;
+        Session *s = NULL;
+
+        pthread_mutex_lock(&bc->lock);
+        if (handle_map_get(bc->sessions, key1(h), &v)) {
+                s = (Session *) (uintptr_t) v;
+                s->refs++;
+        }
+        pthread_mutex_unlock(&bc->lock);
+        return s;
+}
+
+static void session_put(BrokerClient *bc, Session *s)
+{
+        bool last;
+
+        if (!s)
+                return;
+        pthread_mutex_lock(&bc->lock);
+        last = --s->refs == 0;
+        pthread_mutex_unlock(&bc->lock);
+        if (last)
+                free(s);
+}
+
+/* The backend handle for a client's object handle; an unknown one becomes CK_INVALID_HANDLE, so the
+ * backend gives the error it would give for any bad handle. */
+static CK_OBJECT_HANDLE object_real(BrokerClient *bc, const Slot *slot, CK_OBJECT_HANDLE h)
+{
+        CK_OBJECT_HANDLE real = CK_INVALID_HANDLE;
+        uint64_t v;
+
+        if (h == CK_INVALID_HANDLE)
+                return CK_INVALID_HANDLE;
+        pthread_mutex_lock(&bc->lock);
+        if (handle_map_get(bc->objects, key1(h), &v)) {
+                const ObjectRef *o = (const ObjectRef *) (uintptr_t) v;
+
+                if (o->slot == slot)
+                        real = o->real;
+        }
+        pthread_mutex_unlock(&bc->lock);
+        return real;
+}
+
+static int object_register_locked(BrokerClient *bc, Slot *slot, CK_OBJECT_HANDLE real, CK_OBJECT_HANDLE *ret)
+{
+        HandleKey rk = { .a = slot->id, .b = real };
+        ObjectRef *o;
+        uint64_t v;
+        CK_OBJECT_HANDLE h;
+
+        if (handle_map_get(bc->objects_rev, rk, &v)) {
+                *ret = v;
+                return 0;
+        }
+        o = malloc(sizeof(ObjectRef));
+        if (!o)
+                return -ENOMEM;
+        *o = (ObjectRef) { .slot = slot, .real = real };
+        h = issue_handle_locked(bc);
+        if (handle_map_put(bc->objects, key1(h), (uintptr_t) o) < 0) {
+                free(o);
+                return -ENOMEM;
+        }
+        if (handle_map_put(bc->objects_rev, rk, h) < 0) {
+                handle_map_remove(bc->objects, key1(h), NULL);
+                free(o);
+                return -ENOMEM;
+        }
+        *ret = h;
+        return 0;
+}
+
+static CK_RV object_register(BrokerClient *bc, Slot *slot, CK_OBJECT_HANDLE real, CK_OBJECT_HANDLE *ret)
+{
+        int r;
+
+        pthread_mutex_lock(&bc->lock);
+        r = object_register_locked(bc, slot, real, ret);
+        pthread_mutex_unlock(&bc->lock);
+        return r < 0 ? CKR_HOST_MEMORY : CKR_OK;
+}
+
+static void object_forget(BrokerClient *bc, CK_OBJECT_HANDLE h)
+{
+        uint64_t v;
+
+        pthread_mutex_lock(&bc->lock);
+        if (handle_map_remove(bc->objects, key1(h), &v)) {
+                ObjectRef *o = (ObjectRef *) (uintptr_t) v;
+
+                handle_map_remove(bc->objects_rev, (HandleKey) { .a = o->slot->id, .b = o->real }, NULL);
+                free(o);
+        }
+        pthread_mutex_unlock(&bc->lock);
+}
+
+/* Mechanism parameters that name a key carry the client's handle: give the backend its own. */
+static void map_mechanism(BrokerClient *bc, const Slot *slot, CK_MECHANISM *m)
+{
+        if (!m || !m->pParameter || m->ulParameterLen != sizeof(CK_OBJECT_HANDLE))
+                return;
+        if (wire_mechanism_param(m->mechanism) == WIRE_PARAM_OBJECT_HANDLE) {
+                CK_OBJECT_HANDLE *h = m->pParameter;
+
+                *h = object_real(bc, slot, *h);
+        }
+}
+
+/* ---- login, per client ---- */
+
+static void pin_digest(const Slot *slot, CK_USER_TYPE user, const uint8_t *pin, size_t pin_len, uint8_t out[32])
+{
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        uint64_t u = user;
+        unsigned int n = 32;
+
+        memset(out, 0, 32);
+        if (!ctx)
+                return;
+        if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
+            EVP_DigestUpdate(ctx, slot->pin_salt, sizeof(slot->pin_salt)) == 1 &&
+            EVP_DigestUpdate(ctx, &u, sizeof(u)) == 1 && (pin_len == 0 || EVP_DigestUpdate(ctx, pin, pin_len) == 1))
+                (void) EVP_DigestFinal_ex(ctx, out, &n);
+        EVP_MD_CTX_free(ctx);
+}
+
+static void remember_pin_locked(Slot *slot, CK_USER_TYPE user, const uint8_t *pin, size_t pin_len)
+{
+        slot->pin_known = pin != NULL && RAND_bytes(slot->pin_salt, sizeof(slot->pin_salt)) == 1;
+        if (slot->pin_known)
+                pin_digest(slot, user, pin, pin_len, slot->pin_hash);
+}
+
+static bool pin_matches_locked(const Slot *slot, CK_USER_TYPE user, const uint8_t *pin, size_t pin_len)
+{
+        uint8_t h[32];
+        bool ok;
+
+        if (!slot->pin_known || !pin)
+                return false;
+        pin_digest(slot, user, pin, pin_len, h);
+        ok = CRYPTO_memcmp(h, slot->pin_hash, sizeof(h)) == 0;
+        secure_zero(h, sizeof(h));
+        return ok;
+}
+
+static bool client_logged_in(BrokerClient *bc, const Slot *slot, CK_USER_TYPE *ret_user)
+{
+        uint64_t v;
+        bool r;
+
+        pthread_mutex_lock(&bc->lock);
+        r = handle_map_get(bc->logins, key1(slot->id), &v);
+        pthread_mutex_unlock(&bc->lock);
+        if (r && ret_user)
+                *ret_user = v;
+        return r;
+}
+
+/*
+ * Logs the client in: the token checks the first client's PIN; later
+ * clients must present the same PIN, checked against a salted digest of
+ * it, because the token would only answer "already logged in".
+ */
+static CK_RV login(BrokerClient *bc, Session *s, WireCall call, WireArg *args)
+{
+        Slot *slot = s->slot;
+        CK_USER_TYPE user = args[1].value;
+        const uint8_t *pin = args[2].ptr;
+        size_t pin_len = args[2].len;
+        CK_RV rv;
+
+        if (user == CKU_CONTEXT_SPECIFIC) {
+                /* Re-authentication for one key operation: only the token can judge it. */
+                if (!client_logged_in(bc, slot, NULL))
+                        return CKR_USER_NOT_LOGGED_IN;
+                slot_call_begin(slot);
+                rv = backend_invoke(slot->backend, call, args);
+                slot_call_end(slot);
+                return rv;
+        }
+        if (client_logged_in(bc, slot, NULL))
+                return CKR_USER_ALREADY_LOGGED_IN;
+
+        pthread_mutex_lock(&slot->login_lock);
+        if (slot->login_count == 0) {
+                slot_call_begin(slot);
+                rv = backend_invoke(slot->backend, call, args);
+                if (rv == CKR_USER_ALREADY_LOGGED_IN) {
+                        /* A login no client of ours holds: end it, so this PIN is really checked. */
+                        (void) backend_logout(slot, s->real);
+                        rv = backend_invoke(slot->backend, call, args);
+                }
+                slot_call_end(slot);
+                if (rv == CKR_OK) {
+                        slot->login_user = user;
+                        remember_pin_locked(slot, user, pin, pin_len);
+                }
+        } else if (slot->login_user != user)
+                rv = CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
+        else if (pin_matches_locked(slot, user, pin, pin_len))
+                rv = CKR_OK;
+        else
+                rv = CKR_PIN_INCORRECT;
+
+        if (rv == CKR_OK) {
+                pthread_mutex_lock(&bc->lock);
+                if (handle_map_put(bc->logins, key1(slot->id), user) < 0)
+                        rv = CKR_HOST_MEMORY;
+                pthread_mutex_unlock(&bc->lock);
+                if (rv == CKR_OK)
+                        slot->login_count++;
+                else if (slot->login_count == 0)
+                        (void) backend_logout(slot, s->real);
+        }
+        pthread_mutex_unlock(&slot->login_lock);
+        return rv;
+}
+
+/* Ends the client's login on the slot; the token logs out when no client is left logged in. real_session
+ * is a live backend session on that token. */
+static CK_RV logout(BrokerClient *bc, Slot *slot, CK_SESSION_HANDLE real_session)
+{
+        CK_RV rv = CKR_OK;
+        bool was;
+
+        pthread_mutex_lock(&bc->lock);
+        was = handle_map_remove(bc->logins, key1(slot->id), NULL);
+        pthread_mutex_unlock(&bc->lock);
+        if (!was)
+                return CKR_USER_NOT_LOGGED_IN;
+
+        pthread_mutex_lock(&slot->login_lock);
+        if (slot->login_count > 0 && --slot->login_count == 0) {
+                slot_call_begin(slot);
+                rv = backend_logout(slot, real_session);
+                slot_call_end(slot);
+                slot->pin_known = false;
+                secure_zero(slot->pin_hash, sizeof(slot->pin_hash));
+                slot->login_generation++;
+                if (rv == CKR_USER_NOT_LOGGED_IN)
+                        rv = CKR_OK; /* the token had already ended it (e.g. it was removed) */
+        }
+        pthread_mutex_unlock(&slot->login_lock);
+        return rv;
+}
+
+/* ---- sessions ---- */
+
+static size_t client_sessions_on_slot_locked(BrokerClient *bc, const Slot *slot)
+{
+        size_t state = 0, n = 0;
+        uint64_t v;
+
+        while (handle_map_next(bc->sessions, &state, NULL, &v))
+                if (((Session *) (uintptr_t) v)->slot == slot)
+                        n++;
+        return n;
+}
+
+/* Closes one of the client's sessions; its last session on a token ends its login there, as PKCS#11 says. */
+static CK_RV session_close(BrokerClient *bc, Session *s)
+{
+        bool last;
+        CK_RV rv;
+
+        pthread_mutex_lock(&bc->lock);
+        if (!handle_map_remove(bc->sessions, key1(s->handle), NULL)) {
+                pthread_mutex_unlock(&bc->lock);
+                return CKR_SESSION_HANDLE_INVALID; /* another thread closed it first */
+        }
+        last = client_sessions_on_slot_locked(bc, s->slot) == 0;
+        pthread_mutex_unlock(&bc->lock);
+
+        if (last && client_logged_in(bc, s->slot, NULL))
+                (void) logout(bc, s->slot, s->real);
+
+        slot_call_begin(s->slot);
+        rv = backend_close_session(s->slot, s->real);
+        slot_call_end(s->slot);
+        session_put(bc, s); /* the map's reference */
+        return rv;
+}
+
+static CK_RV handle_open_session(BrokerClient *bc, WireArg *args)
+{
+        Slot *slot = slot_get(args[0].value);
+        CK_SESSION_HANDLE real = CK_INVALID_HANDLE;
+        Session *s;
+        CK_RV rv;
+
+        if (!slot)
+                return CKR_SLOT_ID_INVALID;
+
+        slot_call_begin(slot);
+        rv = backend_open_session(slot, args[1].value, &real);
+        slot_call_end(slot);
+        if (rv != CKR_OK)
+                return rv;
+
+        s = calloc(1, sizeof(Session));
+        if (!s) {
+                (void) backend_close_session(slot, real);
+                return CKR_HOST_MEMORY;
+        }
+        s->real = real;
+        s->slot = slot;
+        s->refs = 1;
+
+        pthread_mutex_lock(&bc->lock);
+        s->handle = issue_handle_locked(bc);
+        if (handle_map_put(bc->sessions, key1(s->handle), (uintptr_t) s) < 0)
+                rv = CKR_HOST_MEMORY;
+        pthread_mutex_unlock(&bc->lock);
+        if (rv != CKR_OK) {
+                (void) backend_close_session(slot, real);
+                free(s);
+                return rv;
+        }
+        args[2].value = s->handle;
+        return CKR_OK;
+}
+
+static CK_RV handle_close_all_sessions(BrokerClient *bc, WireArg *args)
+{
+        Slot *slot = slot_get(args[0].value);
+        CK_SESSION_HANDLE *handles = NULL;
+        size_t n = 0, state = 0;
+        uint64_t v;
+
+        if (!slot)
+                return CKR_SLOT_ID_INVALID;
+
+        /* Only this client's sessions: another application's are none of its business. */
+        pthread_mutex_lock(&bc->lock);
+        handles = calloc(handle_map_size(bc->sessions) + 1, sizeof(CK_SESSION_HANDLE));
+        if (handles)
+                while (handle_map_next(bc->sessions, &state, NULL, &v))
+                        if (((Session *) (uintptr_t) v)->slot == slot)
+                                handles[n++] = ((Session *) (uintptr_t) v)->handle;
+        pthread_mutex_unlock(&bc->lock);
+        if (!handles)
+                return CKR_HOST_MEMORY;
+
+        for (size_t i = 0; i < n; i++) {
+                Session *s = session_get(bc, handles[i]);
+
+                if (s) {
+                        (void) session_close(bc, s);
+                        session_put(bc, s);
+                }
+        }
+        free(handles);
+        return CKR_OK;
+}
+
+void broker_client_free(BrokerClient *bc)
+{
+        size_t state = 0;
+        uint64_t v;
+
+        if (!bc)
+                return;
+        broker_client_disconnect(bc);
+
+        for (;;) {
+                Session *s = NULL;
+
+                pthread_mutex_lock(&bc->lock);
+                state = 0;
+                if (handle_map_next(bc->sessions, &state, NULL, &v)) {
+                        s = (Session *) (uintptr_t) v;
+                        s->refs++;
+                }
+                pthread_mutex_unlock(&bc->lock);
+                if (!s)
+                        break;
+                (void) session_close(bc, s);
+                session_put(bc, s);
+        }
+
+        state = 0;
+        while (handle_map_next(bc->objects, &state, NULL, &v))
+                free((ObjectRef *) (uintptr_t) v);
+        handle_map_free(bc->sessions);
+        handle_map_free(bc->objects);
+        handle_map_free(bc->objects_rev);
+        handle_map_free(bc->logins);
+        pthread_mutex_destroy(&bc->lock);
+        free(bc);
+}
+
+/* ---- calls ---- */
+
+/* Session info as this client may see it: a client that has not logged in has a public session. */
+static void fix_session_info(BrokerClient *bc, Slot *slot, CK_SESSION_INFO *si)
+{
+        si->slotID = slot->id;
+        if (client_logged_in(bc, slot, NULL))
+                return;
+        switch (si->state) {
+        case CKS_RO_USER_FUNCTIONS:
+                si->state = CKS_RO_PUBLIC_SESSION;
+                break;
+        case CKS_RW_USER_FUNCTIONS:
+        case CKS_RW_SO_FUNCTIONS:
+                si->state = CKS_RW_PUBLIC_SESSION;
+                break;
+        default:
+                break;
+        }
+}
+
+static void after_set_pin(BrokerClient *bc, Slot *slot, const WireArg *args)
+{
+        CK_USER_TYPE user;
+
+        /* The logged-in client changed its own PIN: later clients must present the new one. */
+        if (!client_logged_in(bc, slot, &user))
+                return;
+        pthread_mutex_lock(&slot->login_lock);
+        remember_pin_locked(slot, user, args[2].ptr, args[2].len);
+        pthread_mutex_unlock(&slot->login_lock);
+}
+
+/*
+ * Every call whose arguments only need mapping: the client's session, slot
+ * and object handles become the backend's, the call runs, and new objects
+ * get handles for this client.
+ */
+static CK_RV handle_generic(BrokerClient *bc, WireCall call, WireArg *args)
+{
+        const char *sig = wire_call_info(call)->signature;
+        Session *session = NULL;
+        Slot *slot = NULL;
+        CK_RV rv = CKR_OK;
+
+        for (size_t i = 0; sig[i]; i++)
+                switch (sig[i]) {
+                case 'S':
+                        session = session_get(bc, args[i].value);
+                        if (!session)
+                                return CKR_SESSION_HANDLE_INVALID;
+                        slot = session->slot;
+                        args[i].value = session->real;
+                        break;
+                case 'L':
+                        slot = slot_get(args[i].value);
+                        if (!slot)
+                                return CKR_SLOT_ID_INVALID;
+                        args[i].value = slot->real;
+                        break;
+                case 'O':
+                        args[i].value = object_real(bc, slot, args[i].value);
+                        break;
+                case 'm':
+                        map_mechanism(bc, slot, args[i].ptr);
+                        break;
+                default:
+                        break;
+                }
+        if (!slot) {
+                session_put(bc, session);
+                return CKR_GENERAL_ERROR; /* a table entry without a session or slot: a bug */
+        }
+
+        slot_call_begin(slot);
+        rv = backend_invoke(slot->backend, call, args);
+        slot_call_end(slot);
+
+        if (rv == CKR_OK)
+                for (size_t i = 0; sig[i] && rv == CKR_OK; i++)
+                        if (sig[i] == 'n')
+                                rv = object_register(bc, slot, args[i].value, &args[i].value);
+
+        if (rv == CKR_OK)
+                switch (call) {
+                case KYSO_CALL_C_GetSessionInfo:
+                        fix_session_info(bc, slot, args[1].ptr);
+                        break;
+                case KYSO_CALL_C_SetPIN:
+                        after_set_pin(bc, slot, args);
+                        break;
+                case KYSO_CALL_C_InitToken:
+                        broker_rescan();
+                        break;
+                default:
+                        break;
+                }
+
+        session_put(bc, session);
+        return rv;
+}
+
+static CK_RV handle_get_slot_list(WireArg *args)
+{
+        bool token_present = args[0].value != CK_FALSE;
+        _cleanup_(freep) Slot **all = NULL;
+        CK_ULONG *out = args[1].ptr, capacity = args[1].len, count = 0;
+        size_t n = 0;
+
+        /* Applications look for new tokens by listing slots again, so look for them here. */
+        broker_rescan();
+        if (slots_snapshot(&all, &n) < 0)
+                return CKR_HOST_MEMORY;
+
+        for (size_t i = 0; i < n; i++) {
+                if (!all[i]->listed || (token_present && !all[i]->token_present))
+                        continue;
+                if (out && count < capacity)
+                        out[count] = all[i]->id;
+                count++;
+        }
+        args[1].len = count;
+        if (out && count > capacity)
+                return CKR_BUFFER_TOO_SMALL;
+        return CKR_OK;
+}
+
+/* Returns 1 when the call is parked until an event comes. */
+static int handle_wait_for_slot_event(BrokerClient *bc, uint32_t serial, WireArg *args, CK_RV *ret_rv)
+{
+        int r = 0;
+
+        pthread_mutex_lock(&bc->lock);
+        if (bc->n_events > 0) {
+                args[1].value = bc->events[0];
+                memmove(bc->events, bc->events + 1, (bc->n_events - 1) * sizeof(CK_SLOT_ID));
+                bc->n_events--;
+                *ret_rv = CKR_OK;
+        } else if (args[0].value & CKF_DONT_BLOCK)
+                *ret_rv = CKR_NO_EVENT;
+        else if (bc->n_waiters >= CLIENT_WAITERS_MAX)
+                *ret_rv = CKR_FUNCTION_FAILED;
+        else {
+                bc->waiters[bc->n_waiters++] = serial;
+                r = 1;
+        }
+        pthread_mutex_unlock(&bc->lock);
+        return r;
+}
+
+typedef struct PendingReply {
+        Client *conn;
+        Buffer frame;
+        struct PendingReply *next;
+} PendingReply;
+
+void broker_slot_events(const CK_SLOT_ID *ids, size_t n)
+{
+        PendingReply *replies = NULL;
+
+        pthread_mutex_lock(&clients_lock);
+        for (BrokerClient *bc = clients; bc; bc = bc->next) {
+                pthread_mutex_lock(&bc->lock);
+                for (size_t i = 0; i < n; i++) {
+                        bool have = false;
+
+                        for (size_t j = 0; j < bc->n_events; j++)
+                                have = have || bc->events[j] == ids[i];
+                        if (!have && bc->n_events < CLIENT_EVENTS_MAX)
+                                bc->events[bc->n_events++] = ids[i];
+                }
+                while (bc->n_waiters > 0 && bc->n_events > 0) {
+                        WireArg args[2] = {};
+                        PendingReply *p = calloc(1, sizeof(PendingReply));
+
+                        if (!p)
+                                break;
+                        args[1].value = bc->events[0];
+                        args[1].ptr = &args[1].value;
+                        buffer_init(&p->frame, 64);
+                        if (wire_encode_reply(&p->frame, bc->waiters[0], KYSO_CALL_C_WaitForSlotEvent, CKR_OK,
+                                              args) < 0) {
+                                buffer_done(&p->frame);
+                                free(p);
+                                break;
+                        }
+                        memmove(bc->events, bc->events + 1, (bc->n_events - 1) * sizeof(CK_SLOT_ID));
+                        bc->n_events--;
+                        memmove(bc->waiters, bc->waiters + 1, (bc->n_waiters - 1) * sizeof(uint32_t));
+                        bc->n_waiters--;
+                        client_ref(bc->conn);
+                        p->conn = bc->conn;
+                        p->next = replies;
+                        replies = p;
+                }
+                pthread_mutex_unlock(&bc->lock);
+        }
+        pthread_mutex_unlock(&clients_lock);
+
+        /* Sent outside the locks: sending may end a connection, which takes them. */
+        while (replies) {
+                PendingReply *p = replies;
+
+                replies = p->next;
+                client_send(p->conn, p->frame.data, p->frame.len);
+                client_unref(p->conn);
+                buffer_done(&p->frame);
+                free(p);
+        }
+}
+
+void broker_rescan(void)
+{
+        CK_SLOT_ID *events = NULL;
+        int n;
+
+        n = backends_scan(&events);
+        if (n > 0)
+                broker_slot_events(events, (size_t) n);
+        free(events);
+}
+
+static CK_RV handle_find_objects(BrokerClient *bc, WireArg *args, Arena *arena)
+{
+        _cleanup_(freep) CK_OBJECT_HANDLE *found = NULL;
+        CK_OBJECT_HANDLE *out;
+        size_t n = 0;
+        Session *s;
+        CK_RV rv;
+
+        s = session_get(bc, args[0].value);
+        if (!s)
+                return CKR_SESSION_HANDLE_INVALID;
+
+        slot_call_begin(s->slot);
+        rv = backend_find_all(s->slot, s->real, args[1].ptr, args[1].len, &found, &n);
+        slot_call_end(s->slot);
+        if (rv != CKR_OK)
+                goto out;
+
+        out = arena_alloc_array(arena, n ? n : 1, sizeof(CK_OBJECT_HANDLE));
+        if (!out) {
+                rv = CKR_HOST_MEMORY;
+                goto out;
+        }
+        pthread_mutex_lock(&bc->lock);
+        for (size_t i = 0; i < n && rv == CKR_OK; i++)
+                if (object_register_locked(bc, s->slot, found[i], &out[i]) < 0)
+                        rv = CKR_HOST_MEMORY;
+        pthread_mutex_unlock(&bc->lock);
+        args[2].ptr = out;
+        args[2].len = n;
+out:
+        session_put(bc, s);
+        return rv;
+}
+
+static CK_RV handle_session_call(BrokerClient *bc, WireCall call, WireArg *args)
+{
+        Session *s = session_get(bc, args[0].value);
+        CK_RV rv;
+
+        if (!s)
+                return CKR_SESSION_HANDLE_INVALID;
+
+        switch (call) {
+        case KYSO_CALL_C_CloseSession:
+                rv = session_close(bc, s);
+                break;
+        case KYSO_CALL_C_Login:
+        case KYSO_CALL_C_LoginUser:
+                args[0].value = s->real;
+                rv = login(bc, s, call, args);
+                break;
+        case KYSO_CALL_C_Logout:
+                rv = logout(bc, s->slot, s->real);
+                break;
+        default:
+                rv = CKR_FUNCTION_NOT_SUPPORTED;
+                break;
+        }
+        session_put(bc, s);
+        return rv;
+}
+
+/* ---- status ---- */
+
+static json_object *json_padded(const unsigned char *s, size_t n)
+{
+        while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\0'))
+                n--;
+        return json_object_new_string_len((const char *) s, (int) n);
+}
+
+static json_object *json_flags(CK_FLAGS flags, const CK_FLAGS *bits, const char *const *names, size_t n)
+{
+        json_object *a = json_object_new_array();
+
+        for (size_t i = 0; i < n; i++)
+                if (flags & bits[i])
+                        json_object_array_add(a, json_object_new_string(names[i]));
+        return a;
+}
+
+static json_object *slot_json(Slot *slot)
+{
+        static const CK_FLAGS slot_bits[] = { CKF_TOKEN_PRESENT, CKF_REMOVABLE_DEVICE, CKF_HW_SLOT };
+        static const char *const slot_names[] = { "token-present", "removable-device", "hardware-slot" };
+        static const CK_FLAGS token_bits[] = {
+                CKF_RNG, CKF_WRITE_PROTECTED, CKF_LOGIN_REQUIRED, CKF_USER_PIN_INITIALIZED,
+                CKF_PROTECTED_AUTHENTICATION_PATH, CKF_TOKEN_INITIALIZED, CKF_USER_PIN_COUNT_LOW,
+                CKF_USER_PIN_FINAL_TRY, CKF_USER_PIN_LOCKED, CKF_USER_PIN_TO_BE_CHANGED, CKF_SO_PIN_LOCKED,
+        };
+        static const char *const token_names[] = {
+                "rng", "write-protected", "login-required", "user-pin-initialized",
+                "protected-authentication-path", "token-initialized", "user-pin-count-low",
+                "user-pin-final-try", "user-pin-locked", "user-pin-to-be-changed", "so-pin-locked",
+        };
+        json_object *o = json_object_new_object(), *t = NULL;
+        CK_TOKEN_INFO ti;
+
+        json_object_object_add(o, "id", json_object_new_int64((int64_t) slot->id));
+        json_object_object_add(o, "backend", json_object_new_int((int) slot->backend->index));
+        json_object_object_add(o, "description", json_padded(slot->info.slotDescription, 64));
+        json_object_object_add(o, "manufacturer", json_padded(slot->info.manufacturerID, 32));
+        json_object_object_add(o, "flags", json_flags(slot->info.flags, slot_bits, slot_names, ELEMENTSOF(slot_bits)));
+        json_object_object_add(o, "serialized", json_object_new_boolean(slot->serialize));
+
+        if (slot->token_present) {
+                slot_call_begin(slot);
+                if (backend_get_token_info(slot, &ti) == CKR_OK) {
+                        t = json_object_new_object();
+                        json_object_object_add(t, "label", json_padded(ti.label, 32));
+                        json_object_object_add(t, "manufacturer", json_padded(ti.manufacturerID, 32));
+                        json_object_object_add(t, "model", json_padded(ti.model, 16));
+                        json_object_object_add(t, "serial", json_padded(ti.serialNumber, 16));
+                        json_object_object_add(t, "flags",
+                                               json_flags(ti.flags, token_bits, token_names, ELEMENTSOF(token_bits)));
+                        json_object_object_add(t, "clients_logged_in", json_object_new_int((int) slot->login_count));
+                }
+                slot_call_end(slot);
+        }
+        json_object_object_add(o, "token", t);
+        return o;
+}
+
+static CK_RV handle_status(BrokerClient *bc, WireArg *args)
+{
+        _cleanup_(freep) Slot **all = NULL;
+        json_object *root, *backends, *slots, *cl, *caller;
+        unsigned total_sessions = 0, n_clients = 0;
+        const char *text;
+        size_t n = 0, len;
+        CK_RV rv = CKR_OK;
+
+        if (slots_snapshot(&all, &n) < 0)
+                return CKR_HOST_MEMORY;
+
+        root = json_object_new_object();
+        json_object_object_add(root, "version", json_object_new_string(PACKAGE_VERSION));
+        json_object_object_add(root, "pid", json_object_new_int((int) getpid()));
+        json_object_object_add(root, "uptime_seconds", json_object_new_int64((int64_t) (time(NULL) - started_at)));
+        json_object_object_add(root, "socket", json_object_new_string(broker_config.socket_path ?: ""));
+        json_object_object_add(root, "state_dir", json_object_new_string(broker_config.state_dir ?: ""));
+
+        backends = json_object_new_array();
+        for (unsigned i = 0; i < backends_count(); i++) {
+                Backend *b = backend_get(i);
+                json_object *o = json_object_new_object();
+                unsigned n_backend_slots = 0;
+                char v[32];
+
+                for (size_t j = 0; j < n; j++)
+                        n_backend_slots += all[j]->backend == b && all[j]->listed;
+                json_object_object_add(o, "index", json_object_new_int((int) i));
+                json_object_object_add(o, "path", json_object_new_string(b->path));
+                json_object_object_add(o, "manufacturer", json_padded(b->info.manufacturerID, 32));
+                json_object_object_add(o, "description", json_padded(b->info.libraryDescription, 32));
+                snprintf(v, sizeof(v), "%u.%u", b->info.libraryVersion.major, b->info.libraryVersion.minor);
+                json_object_object_add(o, "library_version", json_object_new_string(v));
+                snprintf(v, sizeof(v), "%u.%u", b->info.cryptokiVersion.major, b->info.cryptokiVersion.minor);
+                json_object_object_add(o, "cryptoki_version", json_object_new_string(v));
+                json_object_object_add(o, "interface_3_0", json_object_new_boolean(b->f3 != NULL));
+                json_object_object_add(o, "slots", json_object_new_int((int) n_backend_slots));
+                json_object_array_add(backends, o);
+        }
+        json_object_object_add(root, "backends", backends);
+
+        slots = json_object_new_array();
+        for (size_t i = 0; i < n; i++)
+                if (all[i]->listed)
+                        json_object_array_add(slots, slot_json(all[i]));
+        json_object_object_add(root, "slots", slots);
+
+        pthread_mutex_lock(&clients_lock);
+        for (BrokerClient *c = clients; c; c = c->next) {
+                pthread_mutex_lock(&c->lock);
+                total_sessions += handle_map_size(c->sessions);
+                pthread_mutex_unlock(&c->lock);
+                n_clients++;
+        }
+        pthread_mutex_unlock(&clients_lock);
+        cl = json_object_new_object();
+        json_object_object_add(cl, "connected", json_object_new_int((int) n_clients));
+        json_object_object_add(cl, "sessions", json_object_new_int((int) total_sessions));
+        json_object_object_add(root, "clients", cl);
+
+        caller = json_object_new_object();
+        json_object_object_add(caller, "uid", json_object_new_int64(client_uid(bc->conn)));
+        json_object_object_add(caller, "pid", json_object_new_int64(client_pid(bc->conn)));
+        pthread_mutex_lock(&bc->lock);
+        json_object_object_add(caller, "sessions", json_object_new_int((int) handle_map_size(bc->sessions)));
+        json_object_object_add(caller, "objects", json_object_new_int((int) handle_map_size(bc->objects)));
+        pthread_mutex_unlock(&bc->lock);
+        json_object_object_add(root, "caller", caller);
+
+        text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN);
+        len = strlen(text);
+        if (args[0].ptr) {
+                if (len > args[0].len)
+                        rv = CKR_BUFFER_TOO_SMALL;
+                else
+                        memcpy(args[0].ptr, text, len);
+        }
+        args[0].len = len;
+        json_object_put(root);
+        return rv;
+}
+
+/* ---- the entry point ---- */
+
+int broker_handle(BrokerClient *bc, const uint8_t *payload, size_t len, Buffer *reply)
+{
+        _cleanup_(arena_freep) Arena *arena = NULL;
+        WireArg args[KYSO_WIRE_ARGS_MAX] = {};
+        uint32_t serial = 0;
+        WireCall call = _KYSO_CALL_INVALID;
+        CK_RV rv;
+        int r;
+
+        arena = arena_new(REQUEST_ARENA_MAX);
+        if (!arena)
+                return -ENOMEM;
+
+        r = wire_decode_request(payload, len, arena, &serial, &call, args);
+        if (r == -ENOMEM)
+                /* Too big to serve, but well-formed: an error, not a reason to disconnect. */
+                return wire_encode_error_reply(reply, serial, call, CKR_HOST_MEMORY);
+        if (r < 0)
+                return r;
+
+        if (!bc->hello_done && call != KYSO_CALL_HELLO)
+                return -EPROTO;
+
+        switch (call) {
+        case KYSO_CALL_HELLO:
+                if (bc->hello_done || args[0].value != KYSO_WIRE_MAGIC)
+                        return -EPROTO;
+                if (args[1].value != KYSO_WIRE_VERSION) {
+                        log_warning("Client pid %d speaks protocol version %lu, not %u.", (int) client_pid(bc->conn),
+                                    args[1].value, KYSO_WIRE_VERSION);
+                        rv = CKR_FUNCTION_NOT_SUPPORTED;
+                        break;
+                }
+                pthread_mutex_lock(&bc->lock);
+                bc->hello_done = true;
+                bc->next_handle = args[2].value > 0 ? args[2].value : 1;
+                pthread_mutex_unlock(&bc->lock);
+                args[3].value = KYSO_WIRE_VERSION;
+                args[4].value = KYSO_SERVER_FLAG_BLOCKING_SLOT_EVENTS;
+                rv = CKR_OK;
+                break;
+        case KYSO_CALL_DAEMON_STATUS:
+                rv = handle_status(bc, args);
+                break;
+        case KYSO_CALL_C_GetSlotList:
+                rv = handle_get_slot_list(args);
+                break;
+        case KYSO_CALL_C_WaitForSlotEvent:
+                if (handle_wait_for_slot_event(bc, serial, args, &rv) > 0)
+                        return 0; /* answered by broker_slot_events() */
+                break;
+        case KYSO_CALL_C_OpenSession:
+                rv = handle_open_session(bc, args);
+                break;
+        case KYSO_CALL_C_CloseAllSessions:
+                rv = handle_close_all_sessions(bc, args);
+                break;
+        case KYSO_CALL_C_CloseSession:
+        case KYSO_CALL_C_Login:
+        case KYSO_CALL_C_LoginUser:
+        case KYSO_CALL_C_Logout:
+                rv = handle_session_call(bc, call, args);
+                break;
+        case KYSO_CALL_C_FindObjectsInit:
+                rv = handle_find_objects(bc, args, arena);
+                break;
+        case KYSO_CALL_C_DestroyObject: {
+                CK_OBJECT_HANDLE h = args[1].value;
+
+                rv = handle_generic(bc, call, args);
+                if (rv == CKR_OK)
+                        object_forget(bc, h);
+                break;
+        }
+        default:
+                rv = handle_generic(bc, call, args);
+                break;
+        }
+
+        return wire_encode_reply(reply, serial, call, rv, args);
+}

@@ -1,0 +1,192 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#include "config.h"
+#include "kysod-config.h"
+#include "log.h"
+#include "macro.h"
+
+void kysod_config_init(KysodConfig *c)
+{
+        *c = (KysodConfig) {
+                .serialize = SERIALIZE_AUTO,
+                .log_level = LOG_INFO,
+                .workers = 4,
+                .max_workers = 64,
+                .poll_interval_ms = 2000,
+        };
+}
+
+int kysod_config_clear_backends(KysodConfig *c)
+{
+        for (size_t i = 0; i < c->n_backends; i++)
+                free(c->backends[i]);
+        free(c->backends);
+        c->backends = NULL;
+        c->n_backends = 0;
+        return 0;
+}
+
+void kysod_config_done(KysodConfig *c)
+{
+        free(c->socket_path);
+        free(c->state_dir);
+        kysod_config_clear_backends(c);
+}
+
+int kysod_config_add_backend(KysodConfig *c, const char *path)
+{
+        char **n = realloc(c->backends, (c->n_backends + 2) * sizeof(char *));
+
+        if (!n)
+                return -ENOMEM;
+        c->backends = n;
+        c->backends[c->n_backends] = strdup(path);
+        if (!c->backends[c->n_backends])
+                return -ENOMEM;
+        c->backends[++c->n_backends] = NULL;
+        return 0;
+}
+
+int parse_log_level(const char *s)
+{
+        static const struct {
+                const char *name;
+                int level;
+        } table[] = {
+                { "debug", LOG_DEBUG },     { "info", LOG_INFO }, { "notice", LOG_NOTICE },
+                { "warning", LOG_WARNING }, { "error", LOG_ERR }, { "err", LOG_ERR },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(table); i++)
+                if (streq(s, table[i].name))
+                        return table[i].level;
+        return -EINVAL;
+}
+
+SerializeMode serialize_mode_from_string(const char *s)
+{
+        if (streq(s, "auto"))
+                return SERIALIZE_AUTO;
+        if (streq(s, "always"))
+                return SERIALIZE_ALWAYS;
+        if (streq(s, "never"))
+                return SERIALIZE_NEVER;
+        return _SERIALIZE_INVALID;
+}
+
+static int parse_unsigned(const char *s, unsigned min, unsigned max, unsigned *ret)
+{
+        char *end;
+        unsigned long v;
+
+        errno = 0;
+        v = strtoul(s, &end, 10);
+        if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v < min || v > max)
+                return -EINVAL;
+        *ret = (unsigned) v;
+        return 0;
+}
+
+int kysod_config_set_string(char **p, const char *v)
+{
+        char *n = strdup(v);
+
+        if (!n)
+                return -ENOMEM;
+        free(*p);
+        *p = n;
+        return 0;
+}
+
+typedef struct ParseState {
+        KysodConfig *config;
+        const char *path;
+        int error;
+        bool backends_seen;
+} ParseState;
+
+static int handle_entry(void *userdata, const char *section, const char *name, const char *value)
+{
+        ParseState *st = userdata;
+        KysodConfig *c = st->config;
+        int r = 0;
+
+        if (streq(section, "daemon")) {
+                if (streq(name, "socket"))
+                        r = value[0] == '/' ? kysod_config_set_string(&c->socket_path, value) : -EINVAL;
+                else if (streq(name, "state_dir"))
+                        r = value[0] == '/' ? kysod_config_set_string(&c->state_dir, value) : -EINVAL;
+                else if (streq(name, "log_level")) {
+                        r = parse_log_level(value);
+                        if (r >= 0) {
+                                c->log_level = r;
+                                r = 0;
+                        }
+                } else if (streq(name, "workers"))
+                        r = parse_unsigned(value, 1, 1024, &c->workers);
+                else if (streq(name, "max_workers"))
+                        r = parse_unsigned(value, 1, 1024, &c->max_workers);
+                else if (streq(name, "poll_interval_ms"))
+                        r = parse_unsigned(value, 100, 3600000, &c->poll_interval_ms);
+                else
+                        goto unknown;
+        } else if (streq(section, "backends")) {
+                if (streq(name, "module")) {
+                        /* The file's list replaces the built-in one, not appends to it. */
+                        if (!st->backends_seen) {
+                                kysod_config_clear_backends(c);
+                                st->backends_seen = true;
+                        }
+                        r = value[0] == '/' ? kysod_config_add_backend(c, value) : -EINVAL;
+                } else if (streq(name, "serialize")) {
+                        SerializeMode m = serialize_mode_from_string(value);
+
+                        if (m < 0)
+                                r = -EINVAL;
+                        else
+                                c->serialize = m;
+                } else
+                        goto unknown;
+        } else
+                goto unknown;
+
+        if (r < 0) {
+                log_error("%s: invalid value for [%s] %s: \"%s\"", st->path, section, name, value);
+                st->error = r;
+                return 1; /* keep reading: report every bad line at once */
+        }
+        return 1;
+
+unknown:
+        /* A newer configuration file on an older daemon should not stop it. */
+        log_warning("%s: unknown setting [%s] %s, ignoring.", st->path, section, name);
+        return 1;
+}
+
+int kysod_config_load(KysodConfig *c, const char *path, bool required)
+{
+        ParseState st = { .config = c, .path = path };
+        FILE *f;
+        int r;
+
+        f = fopen(path, "re");
+        if (!f) {
+                if (errno == ENOENT && !required)
+                        return 0;
+                return log_error_errno(errno, "Failed to open configuration file %s: %m", path);
+        }
+        r = ini_parse_file(f, handle_entry, &st);
+        fclose(f);
+        if (r > 0)
+                return log_error_errno(EINVAL, "%s:%d: syntax error.", path, r);
+        if (r < 0)
+                return log_error_errno(EIO, "Failed to read configuration file %s.", path);
+        return st.error;
+}

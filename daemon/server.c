@@ -1,0 +1,678 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "buffer.h"
+#include "log.h"
+#include "macro.h"
+#include "server.h"
+#include "wire.h"
+
+/* Reading pauses while a client has this many requests running or this many reply bytes unsent. */
+#define CLIENT_IN_FLIGHT_MAX 64U
+#define CLIENT_OUT_PAUSE_BYTES (4U * 1024U * 1024U)
+/* A client whose unsent replies pass this is not reading at all: it is disconnected. */
+#define CLIENT_OUT_MAX_BYTES (256U * 1024U * 1024U)
+
+typedef enum WatchKind {
+        WATCH_LISTEN,
+        WATCH_QUIT,
+        WATCH_CLIENT_IN,
+        WATCH_CLIENT_OUT,
+} WatchKind;
+
+typedef struct Watch {
+        WatchKind kind;
+        Client *client;
+} Watch;
+
+/*
+ * Who owns the reading side of a connection. Exactly one party does at any
+ * time, and only that party may tear the connection down, so a connection
+ * is never freed under a worker that epoll just woke for it.
+ */
+typedef enum InState {
+        IN_ARMED,     /* epoll owns it: a worker will be woken */
+        IN_SERVICING, /* a worker is reading from it */
+        IN_PAUSED,    /* nobody reads until requests finish or replies drain */
+        IN_CLOSED,
+} InState;
+
+struct Client {
+        uint64_t id;
+        int fd;
+        int fd_out; /* a dup of fd, watched for EPOLLOUT independently of reading */
+        uid_t uid;
+        gid_t gid;
+        pid_t pid;
+
+        pthread_mutex_t lock;
+        unsigned refs;
+        bool dead;
+        InState in_state;
+        unsigned in_flight;
+
+        /* Reading one frame, possibly across wake-ups; touched only by the worker that owns reading. */
+        uint8_t header[KYSO_WIRE_HEADER_SIZE];
+        size_t header_got;
+        uint8_t *payload;
+        size_t payload_len;
+        size_t payload_got;
+
+        /* Reply bytes the socket did not take yet. */
+        Buffer out;
+        size_t out_off;
+        bool out_armed;
+        bool out_registered;
+
+        Watch watch_in;
+        Watch watch_out;
+        BrokerClient *broker;
+        Client *prev, *next;
+};
+
+static int epoll_fd = -1;
+static int quit_fd = -1;
+static int listen_fd = -1;
+static Watch watch_listen = { .kind = WATCH_LISTEN };
+static Watch watch_quit = { .kind = WATCH_QUIT };
+
+static pthread_mutex_t workers_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_t *workers;
+static unsigned n_workers, max_workers;
+static atomic_uint idle_workers;
+static atomic_bool quitting;
+
+static pthread_mutex_t clients_lock = PTHREAD_MUTEX_INITIALIZER;
+static Client *clients;
+static unsigned n_clients;
+static uint64_t next_client_id = 1;
+
+static void *worker_main(void *userdata);
+
+static int spawn_worker_locked(void)
+{
+        pthread_t *n;
+        int r;
+
+        if (n_workers >= max_workers)
+                return -EAGAIN;
+        n = realloc(workers, (n_workers + 1) * sizeof(pthread_t));
+        if (!n)
+                return -ENOMEM;
+        workers = n;
+        r = pthread_create(&workers[n_workers], NULL, worker_main, NULL);
+        if (r != 0)
+                return -r;
+        n_workers++;
+        return 0;
+}
+
+/* Called before a worker runs a request, which may block in a backend: keep one worker free for the rest. */
+static void ensure_idle_worker(void)
+{
+        if (atomic_load(&idle_workers) > 0)
+                return;
+        pthread_mutex_lock(&workers_lock);
+        if (atomic_load(&idle_workers) == 0 && !atomic_load(&quitting) && spawn_worker_locked() == 0)
+                log_debug("All %u workers busy; started another.", n_workers);
+        pthread_mutex_unlock(&workers_lock);
+}
+
+uid_t client_uid(const Client *c)
+{
+        return c->uid;
+}
+
+gid_t client_gid(const Client *c)
+{
+        return c->gid;
+}
+
+pid_t client_pid(const Client *c)
+{
+        return c->pid;
+}
+
+uint64_t client_id(const Client *c)
+{
+        return c->id;
+}
+
+BrokerClient *client_broker(const Client *c)
+{
+        return c->broker;
+}
+
+unsigned server_client_count(void)
+{
+        unsigned n;
+
+        pthread_mutex_lock(&clients_lock);
+        n = n_clients;
+        pthread_mutex_unlock(&clients_lock);
+        return n;
+}
+
+void client_ref(Client *c)
+{
+        pthread_mutex_lock(&c->lock);
+        c->refs++;
+        pthread_mutex_unlock(&c->lock);
+}
+
+static void client_free(Client *c)
+{
+        /* Last reference: no worker runs a request for it any more, so its sessions can go. */
+        broker_client_free(c->broker);
+        if (c->fd_out >= 0) {
+                if (c->out_registered)
+                        (void) epoll_ctl(epoll_fd, EPOLL_CTL_DEL, c->fd_out, NULL);
+                close(c->fd_out);
+        }
+        if (c->fd >= 0)
+                close(c->fd);
+        secure_zero(c->payload, c->payload_len);
+        free(c->payload);
+        buffer_done(&c->out);
+        pthread_mutex_destroy(&c->lock);
+        free(c);
+}
+
+void client_unref(Client *c)
+{
+        bool last;
+
+        pthread_mutex_lock(&c->lock);
+        last = --c->refs == 0;
+        pthread_mutex_unlock(&c->lock);
+        if (last)
+                client_free(c);
+}
+
+static bool can_read_locked(const Client *c)
+{
+        return !c->dead && c->in_flight < CLIENT_IN_FLIGHT_MAX && c->out.len - c->out_off < CLIENT_OUT_PAUSE_BYTES;
+}
+
+static int arm_in_locked(Client *c)
+{
+        struct epoll_event ev = {
+                .events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT,
+                .data.ptr = &c->watch_in,
+        };
+
+        c->in_state = IN_ARMED;
+        if (epoll_ctl(epoll_fd, EPOLL_CTL_MOD, c->fd, &ev) < 0)
+                return -errno;
+        return 0;
+}
+
+/* Ends a connection whose reading side the caller owns (it just set IN_CLOSED). */
+static void client_teardown(Client *c)
+{
+        (void) epoll_ctl(epoll_fd, EPOLL_CTL_DEL, c->fd, NULL);
+        (void) shutdown(c->fd, SHUT_RDWR);
+        broker_client_disconnect(c->broker);
+
+        pthread_mutex_lock(&clients_lock);
+        if (c->prev)
+                c->prev->next = c->next;
+        else
+                clients = c->next;
+        if (c->next)
+                c->next->prev = c->prev;
+        n_clients--;
+        pthread_mutex_unlock(&clients_lock);
+
+        log_debug("Client %" PRIu64 " (pid %d, uid %u) disconnected.", c->id, (int) c->pid, (unsigned) c->uid);
+        client_unref(c); /* the reference the reading side held */
+}
+
+void client_kill(Client *c)
+{
+        bool teardown = false;
+
+        pthread_mutex_lock(&c->lock);
+        if (!c->dead) {
+                c->dead = true;
+                if (c->in_state == IN_PAUSED) {
+                        /* Nobody else owns reading now: we do, and we end it. */
+                        c->in_state = IN_CLOSED;
+                        teardown = true;
+                } else
+                        /* Wakes the armed watch, or the servicing worker notices "dead". */
+                        (void) shutdown(c->fd, SHUT_RDWR);
+        }
+        pthread_mutex_unlock(&c->lock);
+        if (teardown)
+                client_teardown(c);
+}
+
+/* Writes what the socket takes now. Returns 0, or -errno if the connection is broken. */
+static int flush_locked(Client *c)
+{
+        while (c->out_off < c->out.len) {
+                ssize_t n = send(c->fd, c->out.data + c->out_off, c->out.len - c->out_off,
+                                 MSG_DONTWAIT | MSG_NOSIGNAL);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN)
+                                return 0;
+                        return -errno;
+                }
+                c->out_off += (size_t) n;
+        }
+        buffer_reset(&c->out);
+        c->out_off = 0;
+        return 0;
+}
+
+static void arm_out_locked(Client *c)
+{
+        struct epoll_event ev = {
+                .events = EPOLLOUT | EPOLLONESHOT,
+                .data.ptr = &c->watch_out,
+        };
+
+        if (c->out_armed)
+                return;
+        /* Registered only when first needed: epoll reports a hang-up even on a watch asking for no
+         * events, and a watch that fires must own a reference. */
+        if (epoll_ctl(epoll_fd, c->out_registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, c->fd_out, &ev) < 0) {
+                log_warning_errno(errno, "Failed to watch client %" PRIu64 " for writing: %m", c->id);
+                return;
+        }
+        c->out_registered = true;
+        c->out_armed = true;
+        c->refs++; /* held by the armed watch */
+}
+
+void client_send(Client *c, const uint8_t *data, size_t len)
+{
+        bool kill = false;
+
+        pthread_mutex_lock(&c->lock);
+        if (c->dead)
+                goto out;
+        if (c->out.len - c->out_off + len > CLIENT_OUT_MAX_BYTES) {
+                log_warning("Client %" PRIu64 " (pid %d) does not read its replies; disconnecting.", c->id,
+                            (int) c->pid);
+                kill = true;
+                goto out;
+        }
+        buffer_add_bytes(&c->out, data, len);
+        if (!buffer_ok(&c->out)) {
+                log_oom();
+                kill = true;
+                goto out;
+        }
+        if (flush_locked(c) < 0)
+                kill = true;
+        else if (c->out_off < c->out.len)
+                arm_out_locked(c);
+out:
+        pthread_mutex_unlock(&c->lock);
+        if (kill)
+                client_kill(c);
+}
+
+static void handle_out(Client *c)
+{
+        bool kill = false;
+
+        pthread_mutex_lock(&c->lock);
+        c->out_armed = false;
+        if (!c->dead) {
+                if (flush_locked(c) < 0)
+                        kill = true;
+                else if (c->out_off < c->out.len)
+                        arm_out_locked(c);
+                else if (c->in_state == IN_PAUSED && can_read_locked(c))
+                        (void) arm_in_locked(c);
+        }
+        c->refs--; /* the watch's reference; the caller holds another */
+        pthread_mutex_unlock(&c->lock);
+        if (kill)
+                client_kill(c);
+}
+
+static void accept_clients(void)
+{
+        struct epoll_event ev = { .events = EPOLLIN | EPOLLONESHOT, .data.ptr = &watch_listen };
+
+        for (unsigned i = 0; i < 64; i++) {
+                struct ucred cred;
+                socklen_t cred_len = sizeof(cred);
+                struct epoll_event cev;
+                Client *c;
+                int fd, r;
+
+                fd = accept4(listen_fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+                if (fd < 0) {
+                        if (errno != EAGAIN && errno != EINTR)
+                                log_warning_errno(errno, "Failed to accept a connection: %m");
+                        break;
+                }
+                if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) < 0) {
+                        log_warning_errno(errno, "Failed to learn who connected: %m");
+                        close(fd);
+                        continue;
+                }
+
+                c = calloc(1, sizeof(Client));
+                if (!c) {
+                        log_oom();
+                        close(fd);
+                        continue;
+                }
+                c->fd = fd;
+                c->fd_out = fcntl(fd, F_DUPFD_CLOEXEC, 3);
+                c->uid = cred.uid;
+                c->gid = cred.gid;
+                c->pid = cred.pid;
+                c->refs = 1; /* the reading side's */
+                c->watch_in = (Watch) { .kind = WATCH_CLIENT_IN, .client = c };
+                c->watch_out = (Watch) { .kind = WATCH_CLIENT_OUT, .client = c };
+                pthread_mutex_init(&c->lock, NULL);
+                buffer_init(&c->out, CLIENT_OUT_MAX_BYTES + KYSO_WIRE_FRAME_MAX);
+
+                pthread_mutex_lock(&clients_lock);
+                c->id = next_client_id++;
+                pthread_mutex_unlock(&clients_lock);
+
+                r = c->fd_out < 0 ? -errno : broker_client_new(c, &c->broker);
+                if (r < 0) {
+                        log_warning_errno(r, "Failed to set up a client: %m");
+                        c->fd_out = c->fd_out < 0 ? -1 : c->fd_out;
+                        client_free(c);
+                        continue;
+                }
+
+                pthread_mutex_lock(&clients_lock);
+                c->next = clients;
+                if (clients)
+                        clients->prev = c;
+                clients = c;
+                n_clients++;
+                pthread_mutex_unlock(&clients_lock);
+
+                log_debug("Client %" PRIu64 " connected: pid %d, uid %u, gid %u.", c->id, (int) c->pid,
+                          (unsigned) c->uid, (unsigned) c->gid);
+
+                c->in_state = IN_ARMED;
+                cev = (struct epoll_event) {
+                        .events = EPOLLIN | EPOLLRDHUP | EPOLLONESHOT,
+                        .data.ptr = &c->watch_in,
+                };
+                if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, c->fd, &cev) < 0) {
+                        log_warning_errno(errno, "Failed to watch a client: %m");
+                        pthread_mutex_lock(&c->lock);
+                        c->dead = true;
+                        c->in_state = IN_CLOSED;
+                        pthread_mutex_unlock(&c->lock);
+                        client_teardown(c);
+                }
+        }
+
+        if (!atomic_load(&quitting))
+                (void) epoll_ctl(epoll_fd, EPOLL_CTL_MOD, listen_fd, &ev);
+}
+
+/*
+ * Reads toward one complete frame without blocking. Returns 1 with the
+ * payload moved to *ret when a frame is complete, 0 if more bytes are
+ * needed, or -errno (-ECONNRESET for end of file, -EMSGSIZE/-EBADMSG for a
+ * bad header).
+ */
+static int read_frame(Client *c, uint8_t **ret, size_t *ret_len)
+{
+        for (;;) {
+                uint8_t *dst;
+                size_t want;
+                ssize_t n;
+                int r;
+
+                if (c->header_got < KYSO_WIRE_HEADER_SIZE) {
+                        dst = c->header + c->header_got;
+                        want = KYSO_WIRE_HEADER_SIZE - c->header_got;
+                } else {
+                        dst = c->payload + c->payload_got;
+                        want = c->payload_len - c->payload_got;
+                }
+
+                n = recv(c->fd, dst, want, MSG_DONTWAIT);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        if (errno == EAGAIN)
+                                return 0;
+                        return -errno;
+                }
+                if (n == 0)
+                        return -ECONNRESET;
+
+                if (c->header_got < KYSO_WIRE_HEADER_SIZE) {
+                        c->header_got += (size_t) n;
+                        if (c->header_got < KYSO_WIRE_HEADER_SIZE)
+                                continue;
+                        /* The size is checked before anything is allocated for it. */
+                        r = wire_frame_length(c->header, &c->payload_len);
+                        if (r < 0)
+                                return r;
+                        c->payload = malloc(c->payload_len);
+                        if (!c->payload)
+                                return -ENOMEM;
+                        c->payload_got = 0;
+                        continue;
+                }
+
+                c->payload_got += (size_t) n;
+                if (c->payload_got == c->payload_len) {
+                        *ret = TAKE_PTR(c->payload);
+                        *ret_len = c->payload_len;
+                        c->header_got = 0;
+                        c->payload_len = c->payload_got = 0;
+                        return 1;
+                }
+        }
+}
+
+static void run_request(Client *c, uint8_t *payload, size_t len)
+{
+        Buffer reply;
+        int r;
+
+        buffer_init(&reply, KYSO_WIRE_FRAME_MAX + KYSO_WIRE_HEADER_SIZE);
+        r = broker_handle(c->broker, payload, len, &reply);
+        secure_zero(payload, len); /* may have carried a PIN */
+        free(payload);
+
+        if (r < 0) {
+                /* One line per offending connection; the others carry on. */
+                log_warning_errno(r, "Client %" PRIu64 " (pid %d, uid %u) sent a bad request, disconnecting: %m",
+                                  c->id, (int) c->pid, (unsigned) c->uid);
+                client_kill(c);
+        } else if (reply.len > 0)
+                client_send(c, reply.data, reply.len);
+        buffer_done(&reply);
+}
+
+static void handle_in(Client *c)
+{
+        uint8_t *payload = NULL;
+        size_t len = 0;
+        bool teardown = false;
+        int r;
+
+        pthread_mutex_lock(&c->lock);
+        c->in_state = IN_SERVICING;
+        pthread_mutex_unlock(&c->lock);
+
+        r = read_frame(c, &payload, &len);
+        if (r < 0 && r != -ECONNRESET)
+                log_warning_errno(r, "Client %" PRIu64 " (pid %d, uid %u): %s, disconnecting.", c->id, (int) c->pid,
+                                  (unsigned) c->uid,
+                                  r == -EMSGSIZE ? "frame over the size limit" : "broken connection: %m");
+
+        pthread_mutex_lock(&c->lock);
+        if (r < 0 || c->dead) {
+                c->dead = true;
+                c->in_state = IN_CLOSED;
+                teardown = true;
+        } else {
+                if (r > 0) {
+                        c->in_flight++;
+                        c->refs++; /* held by the request */
+                }
+                if (can_read_locked(c))
+                        (void) arm_in_locked(c);
+                else
+                        c->in_state = IN_PAUSED;
+        }
+        pthread_mutex_unlock(&c->lock);
+
+        if (teardown) {
+                free(payload);
+                client_teardown(c);
+                return;
+        }
+        if (r == 0)
+                return;
+
+        ensure_idle_worker();
+        run_request(c, payload, len);
+
+        pthread_mutex_lock(&c->lock);
+        c->in_flight--;
+        if (c->in_state == IN_PAUSED && can_read_locked(c))
+                (void) arm_in_locked(c);
+        pthread_mutex_unlock(&c->lock);
+        client_unref(c);
+}
+
+static void *worker_main(void *userdata)
+{
+        for (;;) {
+                struct epoll_event ev;
+                Watch *w;
+                int n;
+
+                atomic_fetch_add(&idle_workers, 1);
+                n = epoll_wait(epoll_fd, &ev, 1, -1);
+                atomic_fetch_sub(&idle_workers, 1);
+                if (n < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        log_error_errno(errno, "epoll_wait failed: %m");
+                        break;
+                }
+                if (n == 0)
+                        continue;
+
+                w = ev.data.ptr;
+                switch (w->kind) {
+                case WATCH_QUIT:
+                        return NULL;
+                case WATCH_LISTEN:
+                        accept_clients();
+                        break;
+                case WATCH_CLIENT_IN:
+                        handle_in(w->client);
+                        break;
+                case WATCH_CLIENT_OUT:
+                        client_ref(w->client);
+                        handle_out(w->client);
+                        client_unref(w->client);
+                        break;
+                }
+        }
+        return NULL;
+}
+
+int server_start(const ServerConfig *config)
+{
+        struct epoll_event ev;
+        int r;
+
+        listen_fd = config->listen_fd;
+        max_workers = config->max_workers > 0 ? config->max_workers : 64;
+
+        epoll_fd = epoll_create1(EPOLL_CLOEXEC);
+        if (epoll_fd < 0)
+                return log_error_errno(errno, "Failed to create epoll instance: %m");
+        quit_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+        if (quit_fd < 0)
+                return log_error_errno(errno, "Failed to create eventfd: %m");
+
+        /* Level-triggered and never read: once written, it wakes every worker so all of them exit. */
+        ev = (struct epoll_event) { .events = EPOLLIN, .data.ptr = &watch_quit };
+        if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, quit_fd, &ev) < 0)
+                return log_error_errno(errno, "Failed to watch eventfd: %m");
+        ev = (struct epoll_event) { .events = EPOLLIN | EPOLLONESHOT, .data.ptr = &watch_listen };
+        if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listen_fd, &ev) < 0)
+                return log_error_errno(errno, "Failed to watch the listening socket: %m");
+
+        pthread_mutex_lock(&workers_lock);
+        for (unsigned i = 0; i < (config->workers > 0 ? config->workers : 4); i++) {
+                r = spawn_worker_locked();
+                if (r < 0) {
+                        pthread_mutex_unlock(&workers_lock);
+                        return log_error_errno(r, "Failed to start worker thread: %m");
+                }
+        }
+        pthread_mutex_unlock(&workers_lock);
+        return 0;
+}
+
+unsigned server_stop(uint64_t timeout_usec)
+{
+        uint64_t one = 1;
+        struct timespec deadline;
+        unsigned stuck = 0;
+
+        if (epoll_fd < 0)
+                return 0;
+
+        atomic_store(&quitting, true);
+        (void) epoll_ctl(epoll_fd, EPOLL_CTL_DEL, listen_fd, NULL);
+
+        /* Clients see the connection end and turn it into PKCS#11 errors. */
+        pthread_mutex_lock(&clients_lock);
+        for (Client *c = clients; c; c = c->next)
+                (void) shutdown(c->fd, SHUT_RDWR);
+        pthread_mutex_unlock(&clients_lock);
+
+        if (write(quit_fd, &one, sizeof(one)) < 0)
+                log_warning_errno(errno, "Failed to wake the workers: %m");
+
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += (time_t) (timeout_usec / 1000000U);
+        deadline.tv_nsec += (long) (timeout_usec % 1000000U) * 1000L;
+        if (deadline.tv_nsec >= 1000000000L) {
+                deadline.tv_sec++;
+                deadline.tv_nsec -= 1000000000L;
+        }
+
+        pthread_mutex_lock(&workers_lock);
+        for (unsigned i = 0; i < n_workers; i++)
+                /* A worker stuck in a backend call cannot be interrupted; leave it to the exit. */
+                if (pthread_timedjoin_np(workers[i], NULL, &deadline) != 0)
+                        stuck++;
+        pthread_mutex_unlock(&workers_lock);
+        if (stuck > 0)
+                log_warning("%u worker(s) still inside a backend call at shutdown.", stuck);
+        return stuck;
+}

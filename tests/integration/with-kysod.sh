@@ -1,0 +1,139 @@
+#!/bin/bash
+# SPDX-License-Identifier: LGPL-2.1-or-later
+#
+# Runs a command against a real kysod serving a fresh SoftHSM2 token, then
+# stops the daemon (by its PID) and removes everything it made.
+#
+#   with-kysod.sh [--tokens N] [--no-daemon] [--] COMMAND [ARGS...]
+#
+# Paths come from the environment (meson sets them): KYSOD, KYSO_MODULE,
+# SOFTHSM_MODULE, KYSOCTL. The command sees:
+#   KYSO_TEST_DIR      scratch directory (removed afterwards)
+#   KYSO_SOCKET        the daemon's socket (what kyso-pkcs11.so reads)
+#   KYSOD_PID          the daemon's PID
+#   SOFTHSM2_CONF      the SoftHSM2 store the daemon serves
+#   KYSO_TEST_LABEL    label of the test token ("kyso-test"; more tokens: kyso-test-2, ...)
+#   KYSO_TEST_PIN, KYSO_TEST_SO_PIN
+#   KYSO_TEST_RESTART  a script that restarts the daemon (same socket and token) and updates KYSOD_PID in
+#                      $KYSO_TEST_DIR/kysod.pid
+set -euo pipefail
+
+tokens=1
+daemon=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --tokens) tokens="$2"; shift 2 ;;
+        --no-daemon) daemon=0; shift ;;
+        --) shift; break ;;
+        *) break ;;
+    esac
+done
+
+: "${KYSOD:?KYSOD must name the kysod binary}"
+: "${SOFTHSM_MODULE:=/usr/lib/softhsm/libsofthsm2.so}"
+
+KYSO_TEST_DIR=$(mktemp -d /tmp/kyso-test.XXXXXX)
+chmod 0755 "$KYSO_TEST_DIR"
+export KYSO_TEST_DIR
+export SOFTHSM2_CONF="$KYSO_TEST_DIR/softhsm2.conf"
+export KYSO_SOCKET="$KYSO_TEST_DIR/kysod.sock"
+export KYSO_TEST_LABEL=kyso-test
+export KYSO_TEST_PIN=4815162342
+export KYSO_TEST_SO_PIN=9081726354
+export KYSO_TEST_RESTART="$KYSO_TEST_DIR/restart-kysod.sh"
+
+mkdir -p "$KYSO_TEST_DIR/tokens" "$KYSO_TEST_DIR/state"
+printf 'directories.tokendir = %s/tokens/\nobjectstore.backend = file\nlog.level = ERROR\n' \
+    "$KYSO_TEST_DIR" >"$SOFTHSM2_CONF"
+for i in $(seq 1 "$tokens"); do
+    label=$KYSO_TEST_LABEL
+    [ "$i" -gt 1 ] && label="$KYSO_TEST_LABEL-$i"
+    softhsm2-util --init-token --free --label "$label" \
+        --so-pin "$KYSO_TEST_SO_PIN" --pin "$KYSO_TEST_PIN" >/dev/null
+done
+
+wait_for_socket() {
+    local i
+    for i in $(seq 1 200); do
+        if python3 - "$KYSO_SOCKET" <<'PY' 2>/dev/null; then return 0; fi
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.connect(sys.argv[1])
+PY
+        if ! kill -0 "$(cat "$KYSO_TEST_DIR/kysod.pid")" 2>/dev/null; then
+            echo "with-kysod: kysod exited during start-up:" >&2
+            cat "$KYSO_TEST_DIR/kysod.log" >&2
+            return 1
+        fi
+        sleep 0.05
+    done
+    echo "with-kysod: kysod did not open $KYSO_SOCKET within 10 s:" >&2
+    cat "$KYSO_TEST_DIR/kysod.log" >&2
+    return 1
+}
+
+start_kysod() {
+    "$KYSOD" --state-dir "$KYSO_TEST_DIR/state" --socket "$KYSO_SOCKET" \
+        --backend "$SOFTHSM_MODULE" --log-level "${KYSO_TEST_LOG_LEVEL:-info}" \
+        >>"$KYSO_TEST_DIR/kysod.log" 2>&1 &
+    echo $! >"$KYSO_TEST_DIR/kysod.pid"
+    wait_for_socket
+}
+
+stop_kysod() {
+    local pid
+    pid=$(cat "$KYSO_TEST_DIR/kysod.pid" 2>/dev/null) || return 0
+    [ -n "$pid" ] || return 0
+    if kill -0 "$pid" 2>/dev/null; then
+        kill -TERM "$pid" 2>/dev/null || true
+        for _ in $(seq 1 100); do
+            kill -0 "$pid" 2>/dev/null || break
+            sleep 0.1
+        done
+        if kill -0 "$pid" 2>/dev/null; then
+            echo "with-kysod: kysod did not stop on SIGTERM; killing it" >&2
+            kill -KILL "$pid" 2>/dev/null || true
+        fi
+    fi
+    wait "$pid" 2>/dev/null || true
+    rm -f "$KYSO_TEST_DIR/kysod.pid"
+}
+
+cleanup() {
+    local rc=$?
+    stop_kysod
+    if [ $rc -ne 0 ] && [ -f "$KYSO_TEST_DIR/kysod.log" ]; then
+        echo "---- kysod log ----" >&2
+        tail -n 60 "$KYSO_TEST_DIR/kysod.log" >&2
+    fi
+    rm -rf "$KYSO_TEST_DIR"
+    exit $rc
+}
+trap cleanup EXIT
+
+# A restart helper for tests of daemon restarts: kill -9 (or TERM) the old one yourself first if you want.
+cat >"$KYSO_TEST_RESTART" <<RESTART
+#!/bin/bash
+set -e
+export SOFTHSM2_CONF="$SOFTHSM2_CONF" KYSO_SOCKET="$KYSO_SOCKET"
+pid=\$(cat "$KYSO_TEST_DIR/kysod.pid" 2>/dev/null || true)
+if [ -n "\$pid" ] && kill -0 "\$pid" 2>/dev/null; then kill -TERM "\$pid"; while kill -0 "\$pid" 2>/dev/null; do sleep 0.05; done; fi
+"$KYSOD" --state-dir "$KYSO_TEST_DIR/state" --socket "$KYSO_SOCKET" --backend "$SOFTHSM_MODULE" \
+    --log-level "${KYSO_TEST_LOG_LEVEL:-info}" >>"$KYSO_TEST_DIR/kysod.log" 2>&1 &
+echo \$! >"$KYSO_TEST_DIR/kysod.pid"
+for i in \$(seq 1 200); do
+    python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])' "$KYSO_SOCKET" 2>/dev/null && exit 0
+    sleep 0.05
+done
+echo "restart: kysod did not come back" >&2
+exit 1
+RESTART
+chmod +x "$KYSO_TEST_RESTART"
+
+if [ "$daemon" = 1 ]; then
+    start_kysod
+    KYSOD_PID=$(cat "$KYSO_TEST_DIR/kysod.pid")
+    export KYSOD_PID
+fi
+
+"$@"

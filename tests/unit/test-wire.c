@@ -1,0 +1,2058 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The wire codec, client and server in one process: every call of the table goes client encode ->
+ * server decode -> outputs filled as a backend would -> server encode -> client decode, with
+ * values checked at each end; then the ways a frame can be wrong.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "macro.h"
+#include "wire.h"
+
+#define ARENA_LIMIT (64U * 1024U * 1024U)
+#define T_CKM_SALSA20_POLY1305 0x00004022UL
+#define T_CKM_SHA3_224_RSA_PKCS_PSS 0x00000067UL
+#define T_CKM_SHA3_256_HMAC_GENERAL 0x000002B2UL
+#define T_CKA_PROFILE_ID 0x00000601UL
+#define T_CKM_SHA3_224 0x000002B5UL
+#define T_CKG_GENERATE 0x1UL
+#define T_CKG_GENERATE_COUNTER 0x2UL
+#define T_CKG_GENERATE_RANDOM 0x3UL
+
+/* ---- helpers ---- */
+
+/* Encodes a request and returns the payload (the header checked and stripped) in a malloc()ed copy. */
+static uint8_t *encode_request(WireCall call, const WireArg *args, size_t *ret_len)
+{
+        Buffer b;
+        size_t len;
+        uint8_t *p;
+
+        buffer_init(&b, SIZE_MAX);
+        assert_int_equal(wire_encode_request(&b, 0x1234, call, args), 0);
+        assert_int_equal(wire_frame_length(b.data, &len), 0);
+        assert_int_equal(len + KYSO_WIRE_HEADER_SIZE, b.len);
+        p = malloc(len + 1);
+        assert_non_null(p);
+        memcpy(p, b.data + KYSO_WIRE_HEADER_SIZE, len);
+        buffer_done(&b);
+        *ret_len = len;
+        return p;
+}
+
+static uint8_t *encode_reply(WireCall call, CK_RV rv, const WireArg *args, size_t *ret_len)
+{
+        Buffer b;
+        size_t len;
+        uint8_t *p;
+
+        buffer_init(&b, SIZE_MAX);
+        assert_int_equal(wire_encode_reply(&b, 0x1234, call, rv, args), 0);
+        assert_int_equal(wire_frame_length(b.data, &len), 0);
+        assert_int_equal(len + KYSO_WIRE_HEADER_SIZE, b.len);
+        p = malloc(len + 1);
+        assert_non_null(p);
+        memcpy(p, b.data + KYSO_WIRE_HEADER_SIZE, len);
+        buffer_done(&b);
+        *ret_len = len;
+        return p;
+}
+
+static int decode_request(const uint8_t *p, size_t len, Arena **arena, WireCall expect, WireArg *sargs)
+{
+        uint32_t serial = 0;
+        WireCall call = _KYSO_CALL_INVALID;
+        int r;
+
+        *arena = arena_new(ARENA_LIMIT);
+        assert_non_null(*arena);
+        r = wire_decode_request(p, len, *arena, &serial, &call, sargs);
+        if (r >= 0) {
+                assert_int_equal(serial, 0x1234);
+                assert_int_equal(call, expect);
+        }
+        return r;
+}
+
+/* Every shorter prefix of a valid payload, and the payload with a byte more, must be refused. */
+static void check_request_truncations(WireCall call, const uint8_t *p, size_t len)
+{
+        uint8_t *longer = malloc(len + 1);
+        WireArg sargs[KYSO_WIRE_ARGS_MAX];
+        Arena *arena;
+
+        for (size_t n = 0; n < len; n++) {
+                uint8_t *copy = malloc(n ? n : 1); /* exact size, so ASan sees over-reads */
+
+                memcpy(copy, p, n);
+                assert_int_not_equal(decode_request(copy, n, &arena, call, sargs), 0);
+                arena_free(arena);
+                free(copy);
+        }
+        memcpy(longer, p, len);
+        longer[len] = 0;
+        assert_int_equal(decode_request(longer, len + 1, &arena, call, sargs), -EBADMSG);
+        arena_free(arena);
+        free(longer);
+}
+
+static void check_reply_truncations(WireCall call, const uint8_t *p, size_t len, WireArg *cargs)
+{
+        uint8_t *longer = malloc(len + 1);
+        CK_RV rv;
+
+        for (size_t n = 0; n < len; n++) {
+                uint8_t *copy = malloc(n ? n : 1);
+
+                memcpy(copy, p, n);
+                assert_int_equal(wire_decode_reply(copy, n, call, cargs, &rv), -EBADMSG);
+                free(copy);
+        }
+        memcpy(longer, p, len);
+        longer[len] = 0;
+        assert_int_equal(wire_decode_reply(longer, len + 1, call, cargs, &rv), -EBADMSG);
+        free(longer);
+}
+
+/* ---- tables ---- */
+
+static void test_call_table(void **state)
+{
+        assert_int_equal(KYSO_CALL_HELLO, 0);
+        for (int i = 0; i < _KYSO_CALL_MAX; i++) {
+                const WireCallInfo *info = wire_call_info(i);
+
+                assert_non_null(info);
+                assert_int_equal(wire_call_from_name(info->name), i);
+                assert_true(strlen(info->signature) <= KYSO_WIRE_ARGS_MAX);
+        }
+        assert_null(wire_call_info(_KYSO_CALL_MAX));
+        assert_null(wire_call_info(-1));
+        assert_int_equal(wire_call_from_name("C_Sign"), KYSO_CALL_C_Sign);
+        assert_string_equal(wire_call_info(KYSO_CALL_C_Sign)->signature, "Syo");
+        assert_int_equal(wire_call_from_name("C_Nope"), _KYSO_CALL_INVALID);
+        assert_int_equal(wire_call_from_name(NULL), _KYSO_CALL_INVALID);
+}
+
+static void test_rv_has_outputs(void **state)
+{
+        assert_true(wire_rv_has_outputs(KYSO_CALL_C_Sign, CKR_OK));
+        assert_true(wire_rv_has_outputs(KYSO_CALL_C_Sign, CKR_BUFFER_TOO_SMALL));
+        assert_false(wire_rv_has_outputs(KYSO_CALL_C_Sign, CKR_ATTRIBUTE_SENSITIVE));
+        assert_false(wire_rv_has_outputs(KYSO_CALL_C_Sign, CKR_KEY_HANDLE_INVALID));
+        assert_true(wire_rv_has_outputs(KYSO_CALL_C_GetAttributeValue, CKR_ATTRIBUTE_SENSITIVE));
+        assert_true(wire_rv_has_outputs(KYSO_CALL_C_GetAttributeValue, CKR_ATTRIBUTE_TYPE_INVALID));
+        assert_true(wire_rv_has_outputs(KYSO_CALL_C_GetAttributeValue, CKR_BUFFER_TOO_SMALL));
+        assert_false(wire_rv_has_outputs(KYSO_CALL_C_GetAttributeValue, CKR_OBJECT_HANDLE_INVALID));
+        assert_true(wire_rv_has_outputs(KYSO_CALL_C_GetSlotList, CKR_BUFFER_TOO_SMALL));
+        assert_false(wire_rv_has_outputs(KYSO_CALL_C_OpenSession, CKR_BUFFER_TOO_SMALL));
+        assert_true(wire_rv_has_outputs(KYSO_CALL_C_OpenSession, CKR_OK));
+        assert_false(wire_rv_has_outputs(KYSO_CALL_C_Logout, CKR_OK)); /* nothing to carry */
+        assert_true(wire_rv_has_outputs(KYSO_CALL_C_SignMessageBegin, CKR_OK)); /* 'p' is in/out */
+        assert_false(wire_rv_has_outputs(_KYSO_CALL_MAX, CKR_OK));
+}
+
+static void test_attribute_kinds(void **state)
+{
+        static const CK_ATTRIBUTE_TYPE ulongs[] = {
+                CKA_CLASS, CKA_CERTIFICATE_TYPE, CKA_CERTIFICATE_CATEGORY, CKA_JAVA_MIDP_SECURITY_DOMAIN,
+                CKA_NAME_HASH_ALGORITHM, CKA_KEY_TYPE, CKA_KEY_GEN_MECHANISM, CKA_MODULUS_BITS, CKA_PRIME_BITS,
+                CKA_SUB_PRIME_BITS, CKA_VALUE_BITS, CKA_VALUE_LEN, CKA_HW_FEATURE_TYPE, CKA_PIXEL_X, CKA_PIXEL_Y,
+                CKA_RESOLUTION, CKA_CHAR_ROWS, CKA_CHAR_COLUMNS, CKA_BITS_PER_PIXEL, CKA_MECHANISM_TYPE,
+                CKA_OTP_FORMAT, CKA_OTP_LENGTH, CKA_OTP_TIME_INTERVAL, CKA_OTP_CHALLENGE_REQUIREMENT,
+                CKA_OTP_TIME_REQUIREMENT, CKA_OTP_COUNTER_REQUIREMENT, CKA_OTP_PIN_REQUIREMENT,
+                T_CKA_PROFILE_ID, CKA_ALLOWED_MECHANISMS,
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(ulongs); i++)
+                assert_int_equal(wire_attribute_kind(ulongs[i]), WIRE_ATTR_ULONGS);
+        assert_int_equal(wire_attribute_kind(0x601), WIRE_ATTR_ULONGS);
+        assert_int_equal(wire_attribute_kind(0x40000600UL), WIRE_ATTR_ULONGS);
+        assert_int_equal(wire_attribute_kind(CKA_WRAP_TEMPLATE), WIRE_ATTR_TEMPLATE);
+        assert_int_equal(wire_attribute_kind(CKA_UNWRAP_TEMPLATE), WIRE_ATTR_TEMPLATE);
+        assert_int_equal(wire_attribute_kind(CKA_DERIVE_TEMPLATE), WIRE_ATTR_TEMPLATE);
+        assert_int_equal(wire_attribute_kind(0x40000211UL), WIRE_ATTR_TEMPLATE);
+        assert_int_equal(wire_attribute_kind(CKA_LABEL), WIRE_ATTR_BYTES);
+        assert_int_equal(wire_attribute_kind(CKA_OTP_USER_IDENTIFIER), WIRE_ATTR_BYTES);
+        assert_int_equal(wire_attribute_kind(CKA_TOKEN), WIRE_ATTR_BYTES);
+        assert_int_equal(wire_attribute_kind(CKA_VENDOR_DEFINED | 5), WIRE_ATTR_BYTES);
+}
+
+static void test_mechanism_params(void **state)
+{
+        static const struct {
+                CK_MECHANISM_TYPE m;
+                WireParam p;
+        } table[] = {
+                { CKM_RSA_PKCS_PSS, WIRE_PARAM_RSA_PKCS_PSS },
+                { CKM_SHA1_RSA_PKCS_PSS, WIRE_PARAM_RSA_PKCS_PSS },
+                { CKM_SHA224_RSA_PKCS_PSS, WIRE_PARAM_RSA_PKCS_PSS },
+                { CKM_SHA256_RSA_PKCS_PSS, WIRE_PARAM_RSA_PKCS_PSS },
+                { CKM_SHA384_RSA_PKCS_PSS, WIRE_PARAM_RSA_PKCS_PSS },
+                { CKM_SHA512_RSA_PKCS_PSS, WIRE_PARAM_RSA_PKCS_PSS },
+                { T_CKM_SHA3_224_RSA_PKCS_PSS, WIRE_PARAM_RSA_PKCS_PSS },
+                { 0x63, WIRE_PARAM_RSA_PKCS_PSS },
+                { 0x64, WIRE_PARAM_RSA_PKCS_PSS },
+                { 0x65, WIRE_PARAM_RSA_PKCS_PSS },
+                { 0x66, WIRE_PARAM_BYTES }, /* CKM_SHA3_224_RSA_PKCS: no parameter */
+                { CKM_RSA_PKCS_OAEP, WIRE_PARAM_RSA_PKCS_OAEP },
+                { CKM_AES_CTR, WIRE_PARAM_AES_CTR },
+                { CKM_AES_GCM, WIRE_PARAM_GCM },
+                { CKM_AES_CCM, WIRE_PARAM_CCM },
+                { CKM_ECDH1_DERIVE, WIRE_PARAM_ECDH1_DERIVE },
+                { CKM_ECDH1_COFACTOR_DERIVE, WIRE_PARAM_ECDH1_DERIVE },
+                { CKM_DES_ECB_ENCRYPT_DATA, WIRE_PARAM_KEY_DERIVATION_STRING },
+                { CKM_DES3_ECB_ENCRYPT_DATA, WIRE_PARAM_KEY_DERIVATION_STRING },
+                { CKM_AES_ECB_ENCRYPT_DATA, WIRE_PARAM_KEY_DERIVATION_STRING },
+                { CKM_CONCATENATE_BASE_AND_DATA, WIRE_PARAM_KEY_DERIVATION_STRING },
+                { CKM_CONCATENATE_DATA_AND_BASE, WIRE_PARAM_KEY_DERIVATION_STRING },
+                { CKM_XOR_BASE_AND_DATA, WIRE_PARAM_KEY_DERIVATION_STRING },
+                { CKM_DES_CBC_ENCRYPT_DATA, WIRE_PARAM_DES_CBC_ENCRYPT_DATA },
+                { CKM_DES3_CBC_ENCRYPT_DATA, WIRE_PARAM_DES_CBC_ENCRYPT_DATA },
+                { CKM_AES_CBC_ENCRYPT_DATA, WIRE_PARAM_AES_CBC_ENCRYPT_DATA },
+                { CKM_MD5_HMAC_GENERAL, WIRE_PARAM_ULONG },
+                { CKM_SHA_1_HMAC_GENERAL, WIRE_PARAM_ULONG },
+                { CKM_SHA224_HMAC_GENERAL, WIRE_PARAM_ULONG },
+                { CKM_SHA256_HMAC_GENERAL, WIRE_PARAM_ULONG },
+                { CKM_SHA384_HMAC_GENERAL, WIRE_PARAM_ULONG },
+                { CKM_SHA512_HMAC_GENERAL, WIRE_PARAM_ULONG },
+                { 0x2B7, WIRE_PARAM_ULONG },
+                { T_CKM_SHA3_256_HMAC_GENERAL, WIRE_PARAM_ULONG },
+                { 0x2C2, WIRE_PARAM_ULONG },
+                { 0x2D2, WIRE_PARAM_ULONG },
+                { CKM_AES_MAC_GENERAL, WIRE_PARAM_ULONG },
+                { CKM_AES_CMAC_GENERAL, WIRE_PARAM_ULONG },
+                { CKM_DES3_MAC_GENERAL, WIRE_PARAM_ULONG },
+                { CKM_DES3_CMAC_GENERAL, WIRE_PARAM_ULONG },
+                { CKM_EXTRACT_KEY_FROM_KEY, WIRE_PARAM_ULONG },
+                { CKM_CONCATENATE_BASE_AND_KEY, WIRE_PARAM_OBJECT_HANDLE },
+                { CKM_EDDSA, WIRE_PARAM_EDDSA },
+                { 0x1226, WIRE_PARAM_CHACHA20 },
+                { 0x4021, WIRE_PARAM_SALSA20_CHACHA20_POLY1305 },
+                { T_CKM_SALSA20_POLY1305, WIRE_PARAM_SALSA20_CHACHA20_POLY1305 },
+                { 0x4020, WIRE_PARAM_BYTES }, /* CKM_SALSA20: CK_SALSA20_PARAMS, not known */
+                { CKM_RSA_PKCS, WIRE_PARAM_BYTES },
+                { CKM_AES_CBC, WIRE_PARAM_BYTES },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(table); i++) {
+                if (wire_mechanism_param(table[i].m) != table[i].p)
+                        fail_msg("mechanism 0x%lx", (unsigned long) table[i].m);
+        }
+        assert_int_equal(wire_message_param(CKM_AES_GCM), WIRE_PARAM_GCM_MESSAGE);
+        assert_int_equal(wire_message_param(CKM_AES_CCM), WIRE_PARAM_CCM_MESSAGE);
+        assert_int_equal(wire_message_param(0x4021), WIRE_PARAM_CHACHA_POLY_MESSAGE);
+        assert_int_equal(wire_message_param(T_CKM_SALSA20_POLY1305), WIRE_PARAM_CHACHA_POLY_MESSAGE);
+        assert_int_equal(wire_message_param(CKM_EDDSA), WIRE_PARAM_BYTES);
+}
+
+/* ---- every call: generic arguments per signature character ---- */
+
+#define NESTED 2
+#define A_ATTRS 5
+
+/* The client's memory for one argument of any kind. */
+typedef struct ClientArg {
+        uint8_t bytes[64];
+        uint8_t out[64];
+        CK_ULONG out_len;
+        CK_ULONG list[8];
+        CK_ATTRIBUTE tmpl[4];
+        CK_ULONG tmpl_class, tmpl_mechs[2];
+        CK_ATTRIBUTE tmpl_nested[NESTED];
+        CK_ULONG nested_class, nested_key_type;
+        CK_ATTRIBUTE get[A_ATTRS];
+        uint8_t get_label[32];
+        CK_ULONG get_class, get_mechs[4];
+        CK_ATTRIBUTE get_nested[NESTED];
+        CK_ULONG get_nested_vals[NESTED];
+        uint8_t get_id[4];
+        CK_MECHANISM mech;
+        CK_RSA_PKCS_PSS_PARAMS pss;
+        CK_GCM_MESSAGE_PARAMS gcm;
+        uint8_t iv[12], tag[16];
+        CK_OBJECT_HANDLE *handles;
+        CK_ULONG handle_count;
+        CK_ULONG scalar;
+        union {
+                CK_INFO info;
+                CK_SLOT_INFO slot;
+                CK_TOKEN_INFO token;
+                CK_SESSION_INFO session;
+                CK_MECHANISM_INFO mechanism;
+        } s;
+} ClientArg;
+
+static void client_arg_init(ClientArg *c, char ch, size_t i, WireArg *arg)
+{
+        memset(c, 0, sizeof(*c));
+        memset(arg, 0, sizeof(*arg));
+        switch (ch) {
+        case 'u':
+        case 'S':
+        case 'O':
+        case 'L':
+                arg->value = 0x1000 + i;
+                break;
+        case 'b':
+                arg->value = CK_TRUE;
+                break;
+        case 'y':
+                for (size_t j = 0; j < 40; j++)
+                        c->bytes[j] = (uint8_t) (j * 7 + i);
+                arg->ptr = c->bytes;
+                arg->len = 40;
+                break;
+        case 'z':
+                memset(c->bytes, ' ', 32);
+                memcpy(c->bytes, "kyso token", 10);
+                arg->ptr = c->bytes;
+                break;
+        case 'a':
+                c->tmpl_class = CKO_PRIVATE_KEY;
+                c->tmpl_mechs[0] = CKM_RSA_PKCS;
+                c->tmpl_mechs[1] = CKM_SHA256_RSA_PKCS_PSS;
+                c->nested_class = CKO_SECRET_KEY;
+                c->nested_key_type = CKK_AES;
+                c->tmpl_nested[0] = (CK_ATTRIBUTE) { CKA_CLASS, &c->nested_class, sizeof(CK_ULONG) };
+                c->tmpl_nested[1] = (CK_ATTRIBUTE) { CKA_KEY_TYPE, &c->nested_key_type, sizeof(CK_ULONG) };
+                memcpy(c->bytes, "my key", 6);
+                c->tmpl[0] = (CK_ATTRIBUTE) { CKA_CLASS, &c->tmpl_class, sizeof(CK_ULONG) };
+                c->tmpl[1] = (CK_ATTRIBUTE) { CKA_LABEL, c->bytes, 6 };
+                c->tmpl[2] = (CK_ATTRIBUTE) { CKA_ALLOWED_MECHANISMS, c->tmpl_mechs, sizeof(c->tmpl_mechs) };
+                c->tmpl[3] = (CK_ATTRIBUTE) { CKA_UNWRAP_TEMPLATE, c->tmpl_nested, sizeof(c->tmpl_nested) };
+                arg->ptr = c->tmpl;
+                arg->len = 4;
+                break;
+        case 'm':
+                c->pss = (CK_RSA_PKCS_PSS_PARAMS) { CKM_SHA256, CKG_MGF1_SHA256, 32 };
+                c->mech = (CK_MECHANISM) { CKM_SHA256_RSA_PKCS_PSS, &c->pss, sizeof(c->pss) };
+                arg->ptr = &c->mech;
+                break;
+        case 'p':
+                memset(c->iv, 0x11, sizeof(c->iv));
+                memset(c->tag, 0x22, sizeof(c->tag));
+                c->gcm = (CK_GCM_MESSAGE_PARAMS) { c->iv, sizeof(c->iv), 32, T_CKG_GENERATE_COUNTER, c->tag, 128 };
+                arg->ptr = &c->gcm;
+                arg->len = sizeof(c->gcm);
+                arg->value = CKM_AES_GCM;
+                break;
+        case 'o':
+                c->out_len = sizeof(c->out);
+                arg->ptr = c->out;
+                arg->len_ptr = &c->out_len;
+                break;
+        case 'l':
+                c->out_len = ELEMENTSOF(c->list);
+                arg->ptr = c->list;
+                arg->len_ptr = &c->out_len;
+                break;
+        case 'r':
+                arg->ptr = c->out;
+                arg->len = 48;
+                break;
+        case 'A':
+                c->get_nested[0] = (CK_ATTRIBUTE) { 0, &c->get_nested_vals[0], sizeof(CK_ULONG) };
+                c->get_nested[1] = (CK_ATTRIBUTE) { 0, &c->get_nested_vals[1], sizeof(CK_ULONG) };
+                c->get[0] = (CK_ATTRIBUTE) { CKA_LABEL, c->get_label, sizeof(c->get_label) };
+                c->get[1] = (CK_ATTRIBUTE) { CKA_CLASS, &c->get_class, sizeof(CK_ULONG) };
+                c->get[2] = (CK_ATTRIBUTE) { CKA_ALLOWED_MECHANISMS, c->get_mechs, sizeof(c->get_mechs) };
+                c->get[3] = (CK_ATTRIBUTE) { CKA_WRAP_TEMPLATE, c->get_nested, sizeof(c->get_nested) };
+                c->get[4] = (CK_ATTRIBUTE) { CKA_ID, NULL, 0 }; /* a length query */
+                arg->ptr = c->get;
+                arg->len = A_ATTRS;
+                break;
+        case 'H':
+                arg->ptr = &c->handles;
+                arg->len_ptr = &c->handle_count;
+                break;
+        case 'U':
+        case 'n':
+        case 's':
+                c->scalar = 0xdead;
+                arg->ptr = &c->scalar;
+                break;
+        default: /* the output structures */
+                memset(&c->s, 0x5a, sizeof(c->s));
+                arg->ptr = &c->s;
+                break;
+        }
+}
+
+static void check_version(const CK_VERSION *v, int major, int minor)
+{
+        assert_int_equal(v->major, major);
+        assert_int_equal(v->minor, minor);
+}
+
+/* Checks what the server decoded and plays the backend: fills the outputs. */
+static void server_arg_serve(char ch, size_t i, WireArg *arg, Arena *a)
+{
+        CK_ATTRIBUTE *at;
+        CK_ULONG *ul;
+
+        switch (ch) {
+        case 'u':
+        case 'S':
+        case 'O':
+        case 'L':
+                assert_int_equal(arg->value, 0x1000 + i);
+                break;
+        case 'b':
+                assert_int_equal(arg->value, CK_TRUE);
+                break;
+        case 'y':
+                assert_int_equal(arg->len, 40);
+                for (size_t j = 0; j < 40; j++)
+                        assert_int_equal(((uint8_t *) arg->ptr)[j], (uint8_t) (j * 7 + i));
+                break;
+        case 'z':
+                assert_memory_equal(arg->ptr, "kyso token      ", 16);
+                break;
+        case 'a':
+                at = arg->ptr;
+                assert_int_equal(arg->len, 4);
+                assert_int_equal(at[0].type, CKA_CLASS);
+                assert_int_equal(at[0].ulValueLen, sizeof(CK_ULONG));
+                assert_int_equal(*(CK_ULONG *) at[0].pValue, CKO_PRIVATE_KEY);
+                assert_int_equal(at[1].type, CKA_LABEL);
+                assert_int_equal(at[1].ulValueLen, 6);
+                assert_memory_equal(at[1].pValue, "my key", 6);
+                assert_int_equal(at[2].ulValueLen, 2 * sizeof(CK_ULONG));
+                ul = at[2].pValue;
+                assert_int_equal(ul[0], CKM_RSA_PKCS);
+                assert_int_equal(ul[1], CKM_SHA256_RSA_PKCS_PSS);
+                assert_int_equal(at[3].type, CKA_UNWRAP_TEMPLATE);
+                assert_int_equal(at[3].ulValueLen, 2 * sizeof(CK_ATTRIBUTE));
+                at = at[3].pValue;
+                assert_int_equal(at[0].type, CKA_CLASS);
+                assert_int_equal(*(CK_ULONG *) at[0].pValue, CKO_SECRET_KEY);
+                assert_int_equal(at[1].type, CKA_KEY_TYPE);
+                assert_int_equal(*(CK_ULONG *) at[1].pValue, CKK_AES);
+                break;
+        case 'm': {
+                CK_MECHANISM *m = arg->ptr;
+                CK_RSA_PKCS_PSS_PARAMS *pss;
+
+                assert_int_equal(m->mechanism, CKM_SHA256_RSA_PKCS_PSS);
+                assert_int_equal(m->ulParameterLen, sizeof(CK_RSA_PKCS_PSS_PARAMS));
+                pss = m->pParameter;
+                assert_int_equal(pss->hashAlg, CKM_SHA256);
+                assert_int_equal(pss->mgf, CKG_MGF1_SHA256);
+                assert_int_equal(pss->sLen, 32);
+                break;
+        }
+        case 'p': {
+                CK_GCM_MESSAGE_PARAMS *g = arg->ptr;
+
+                assert_int_equal(arg->value, WIRE_PARAM_GCM_MESSAGE);
+                assert_int_equal(arg->len, sizeof(*g));
+                assert_int_equal(g->ulIvLen, 12);
+                assert_int_equal(g->ulIvFixedBits, 32);
+                assert_int_equal(g->ivGenerator, T_CKG_GENERATE_COUNTER);
+                assert_int_equal(g->ulTagBits, 128);
+                assert_int_equal(g->pIv[11], 0x11);
+                assert_int_equal(g->pTag[15], 0x22);
+                /* The backend generates an IV and a tag. */
+                memset(g->pIv, 0x33, 12);
+                memset(g->pTag, 0x44, 16);
+                break;
+        }
+        case 'o':
+                assert_non_null(arg->ptr);
+                assert_ptr_equal(arg->len_ptr, &arg->len);
+                assert_int_equal(arg->len, 64);
+                memset(arg->ptr, 0x77, 20);
+                *arg->len_ptr = 20;
+                break;
+        case 'l':
+                assert_ptr_equal(arg->len_ptr, &arg->len);
+                assert_int_equal(arg->len, 8);
+                ul = arg->ptr;
+                ul[0] = 5;
+                ul[1] = CK_UNAVAILABLE_INFORMATION;
+                ul[2] = 0x80000001UL;
+                *arg->len_ptr = 3;
+                break;
+        case 'r':
+                assert_int_equal(arg->len, 48);
+                for (size_t j = 0; j < 48; j++)
+                        ((uint8_t *) arg->ptr)[j] = (uint8_t) (0xa0 + j);
+                break;
+        case 'A':
+                at = arg->ptr;
+                assert_int_equal(arg->len, A_ATTRS);
+                assert_int_equal(at[0].type, CKA_LABEL);
+                assert_int_equal(at[0].ulValueLen, 32);
+                memcpy(at[0].pValue, "label!", 6);
+                at[0].ulValueLen = 6;
+                assert_int_equal(at[1].ulValueLen, sizeof(CK_ULONG));
+                *(CK_ULONG *) at[1].pValue = CKO_CERTIFICATE;
+                assert_int_equal(at[2].ulValueLen, 4 * sizeof(CK_ULONG));
+                ((CK_ULONG *) at[2].pValue)[0] = CKM_ECDSA;
+                ((CK_ULONG *) at[2].pValue)[1] = CKM_ECDSA_SHA256;
+                ((CK_ULONG *) at[2].pValue)[2] = CKM_EDDSA;
+                at[2].ulValueLen = 3 * sizeof(CK_ULONG);
+                assert_int_equal(at[3].ulValueLen, 2 * sizeof(CK_ATTRIBUTE));
+                {
+                        CK_ATTRIBUTE *n = at[3].pValue;
+
+                        n[0].type = CKA_KEY_TYPE;
+                        *(CK_ULONG *) n[0].pValue = CKK_EC;
+                        n[1].type = CKA_CLASS;
+                        *(CK_ULONG *) n[1].pValue = CKO_PUBLIC_KEY;
+                }
+                assert_null(at[4].pValue);
+                at[4].ulValueLen = 20;
+                break;
+        case 'H': {
+                CK_OBJECT_HANDLE *h = arena_alloc_array(a, 3, sizeof(CK_OBJECT_HANDLE));
+
+                assert_null(arg->ptr);
+                h[0] = 7;
+                h[1] = 8;
+                h[2] = 0xffff0000UL;
+                arg->ptr = h;
+                arg->len = 3;
+                break;
+        }
+        case 'U':
+        case 'n':
+        case 's':
+                assert_ptr_equal(arg->ptr, &arg->value);
+                *(CK_ULONG *) arg->ptr = 0x4000 + i;
+                break;
+        case 'V': {
+                CK_INFO *v = arg->ptr;
+
+                assert_int_equal(v->flags, 0);
+                v->cryptokiVersion = (CK_VERSION) { 3, 0 };
+                memcpy(v->manufacturerID, "kyso", 4);
+                v->flags = 0x5;
+                memcpy(v->libraryDescription, "desc", 4);
+                v->libraryVersion = (CK_VERSION) { 0, 1 };
+                break;
+        }
+        case 'I': {
+                CK_SLOT_INFO *v = arg->ptr;
+
+                memcpy(v->slotDescription, "slot", 4);
+                v->slotDescription[63] = 'Z';
+                memcpy(v->manufacturerID, "m", 1);
+                v->flags = CKF_TOKEN_PRESENT | CKF_REMOVABLE_DEVICE;
+                v->hardwareVersion = (CK_VERSION) { 1, 2 };
+                v->firmwareVersion = (CK_VERSION) { 3, 4 };
+                break;
+        }
+        case 'T': {
+                CK_TOKEN_INFO *v = arg->ptr;
+
+                /* Zeroed, because some backends OR flags into it. */
+                assert_int_equal(v->flags, 0);
+                memcpy(v->label, "label", 5);
+                memcpy(v->serialNumber, "0123456789abcdef", 16);
+                v->flags = CKF_LOGIN_REQUIRED | CKF_USER_PIN_TO_BE_CHANGED;
+                v->ulMaxSessionCount = CK_EFFECTIVELY_INFINITE;
+                v->ulSessionCount = CK_UNAVAILABLE_INFORMATION;
+                v->ulMaxPinLen = 16;
+                v->ulMinPinLen = 6;
+                v->ulFreePrivateMemory = 12345;
+                v->firmwareVersion = (CK_VERSION) { 9, 8 };
+                memcpy(v->utcTime, "2024112408000000", 16);
+                break;
+        }
+        case 'X': {
+                CK_SESSION_INFO *v = arg->ptr;
+
+                v->slotID = 3;
+                v->state = CKS_RW_USER_FUNCTIONS;
+                v->flags = CKF_RW_SESSION | CKF_SERIAL_SESSION;
+                v->ulDeviceError = 42;
+                break;
+        }
+        case 'M': {
+                CK_MECHANISM_INFO *v = arg->ptr;
+
+                assert_int_equal(v->flags, 0);
+                v->ulMinKeySize = 2048;
+                v->ulMaxKeySize = 4096;
+                v->flags = CKF_SIGN | CKF_VERIFY;
+                break;
+        }
+        default:
+                fail_msg("unknown signature character %c", ch);
+        }
+}
+
+static void client_arg_check(char ch, size_t i, const WireArg *arg, const ClientArg *c)
+{
+        switch (ch) {
+        case 'p':
+                for (size_t j = 0; j < 12; j++)
+                        assert_int_equal(c->iv[j], 0x33);
+                for (size_t j = 0; j < 16; j++)
+                        assert_int_equal(c->tag[j], 0x44);
+                assert_int_equal(c->gcm.ulIvLen, 12);
+                break;
+        case 'o':
+                assert_int_equal(c->out_len, 20);
+                for (size_t j = 0; j < 20; j++)
+                        assert_int_equal(c->out[j], 0x77);
+                assert_int_equal(c->out[20], 0);
+                break;
+        case 'l':
+                assert_int_equal(c->out_len, 3);
+                assert_int_equal(c->list[0], 5);
+                assert_int_equal(c->list[1], CK_UNAVAILABLE_INFORMATION);
+                assert_int_equal(c->list[2], 0x80000001UL);
+                assert_int_equal(c->list[3], 0);
+                break;
+        case 'r':
+                for (size_t j = 0; j < 48; j++)
+                        assert_int_equal(c->out[j], (uint8_t) (0xa0 + j));
+                assert_int_equal(c->out[48], 0);
+                break;
+        case 'A':
+                assert_int_equal(c->get[0].ulValueLen, 6);
+                assert_memory_equal(c->get_label, "label!", 6);
+                assert_int_equal(c->get_label[6], 0);
+                assert_int_equal(c->get[1].ulValueLen, sizeof(CK_ULONG));
+                assert_int_equal(c->get_class, CKO_CERTIFICATE);
+                assert_int_equal(c->get[2].ulValueLen, 3 * sizeof(CK_ULONG));
+                assert_int_equal(c->get_mechs[0], CKM_ECDSA);
+                assert_int_equal(c->get_mechs[1], CKM_ECDSA_SHA256);
+                assert_int_equal(c->get_mechs[2], CKM_EDDSA);
+                assert_int_equal(c->get_mechs[3], 0);
+                assert_int_equal(c->get[3].ulValueLen, 2 * sizeof(CK_ATTRIBUTE));
+                assert_int_equal(c->get_nested[0].type, CKA_KEY_TYPE);
+                assert_int_equal(c->get_nested[0].ulValueLen, sizeof(CK_ULONG));
+                assert_int_equal(c->get_nested_vals[0], CKK_EC);
+                assert_int_equal(c->get_nested[1].type, CKA_CLASS);
+                assert_int_equal(c->get_nested_vals[1], CKO_PUBLIC_KEY);
+                assert_null(c->get[4].pValue);
+                assert_int_equal(c->get[4].ulValueLen, 20);
+                break;
+        case 'H':
+                assert_int_equal(c->handle_count, 3);
+                assert_non_null(c->handles);
+                assert_int_equal(c->handles[0], 7);
+                assert_int_equal(c->handles[1], 8);
+                assert_int_equal(c->handles[2], 0xffff0000UL);
+                break;
+        case 'U':
+        case 'n':
+        case 's':
+                assert_int_equal(c->scalar, 0x4000 + i);
+                break;
+        case 'V':
+                check_version(&c->s.info.cryptokiVersion, 3, 0);
+                assert_memory_equal(c->s.info.manufacturerID, "kyso", 4);
+                assert_int_equal(c->s.info.manufacturerID[4], 0);
+                assert_int_equal(c->s.info.flags, 5);
+                assert_memory_equal(c->s.info.libraryDescription, "desc", 4);
+                check_version(&c->s.info.libraryVersion, 0, 1);
+                break;
+        case 'I':
+                assert_memory_equal(c->s.slot.slotDescription, "slot", 4);
+                assert_int_equal(c->s.slot.slotDescription[63], 'Z');
+                assert_int_equal(c->s.slot.flags, CKF_TOKEN_PRESENT | CKF_REMOVABLE_DEVICE);
+                check_version(&c->s.slot.hardwareVersion, 1, 2);
+                check_version(&c->s.slot.firmwareVersion, 3, 4);
+                break;
+        case 'T':
+                assert_memory_equal(c->s.token.label, "label", 5);
+                assert_memory_equal(c->s.token.serialNumber, "0123456789abcdef", 16);
+                assert_int_equal(c->s.token.flags, CKF_LOGIN_REQUIRED | CKF_USER_PIN_TO_BE_CHANGED);
+                assert_int_equal(c->s.token.ulMaxSessionCount, CK_EFFECTIVELY_INFINITE);
+                assert_int_equal(c->s.token.ulSessionCount, CK_UNAVAILABLE_INFORMATION);
+                assert_int_equal(c->s.token.ulMaxPinLen, 16);
+                assert_int_equal(c->s.token.ulMinPinLen, 6);
+                assert_int_equal(c->s.token.ulFreePrivateMemory, 12345);
+                assert_int_equal(c->s.token.ulTotalPublicMemory, 0);
+                check_version(&c->s.token.firmwareVersion, 9, 8);
+                assert_memory_equal(c->s.token.utcTime, "2024112408000000", 16);
+                break;
+        case 'X':
+                assert_int_equal(c->s.session.slotID, 3);
+                assert_int_equal(c->s.session.state, CKS_RW_USER_FUNCTIONS);
+                assert_int_equal(c->s.session.flags, CKF_RW_SESSION | CKF_SERIAL_SESSION);
+                assert_int_equal(c->s.session.ulDeviceError, 42);
+                break;
+        case 'M':
+                assert_int_equal(c->s.mechanism.ulMinKeySize, 2048);
+                assert_int_equal(c->s.mechanism.ulMaxKeySize, 4096);
+                assert_int_equal(c->s.mechanism.flags, CKF_SIGN | CKF_VERIFY);
+                break;
+        default:
+                break;
+        }
+}
+
+static void roundtrip_call(WireCall call)
+{
+        const char *sig = wire_call_info(call)->signature;
+        ClientArg *c = calloc(KYSO_WIRE_ARGS_MAX, sizeof(ClientArg));
+        ClientArg *snapshot = calloc(KYSO_WIRE_ARGS_MAX, sizeof(ClientArg));
+        WireArg cargs[KYSO_WIRE_ARGS_MAX], sargs[KYSO_WIRE_ARGS_MAX];
+        uint8_t *req, *rep;
+        size_t req_len, rep_len;
+        Arena *arena;
+        CK_RV rv = 0;
+
+        for (size_t i = 0; sig[i]; i++)
+                client_arg_init(&c[i], sig[i], i, &cargs[i]);
+
+        req = encode_request(call, cargs, &req_len);
+        assert_int_equal(decode_request(req, req_len, &arena, call, sargs), 0);
+        for (size_t i = 0; sig[i]; i++)
+                server_arg_serve(sig[i], i, &sargs[i], arena);
+        rep = encode_reply(call, CKR_OK, sargs, &rep_len);
+        arena_free(arena);
+
+        /* A bad reply must leave the caller's memory as it was. */
+        memcpy(snapshot, c, KYSO_WIRE_ARGS_MAX * sizeof(ClientArg));
+        check_reply_truncations(call, rep, rep_len, cargs);
+        assert_memory_equal(snapshot, c, KYSO_WIRE_ARGS_MAX * sizeof(ClientArg));
+
+        assert_int_equal(wire_decode_reply(rep, rep_len, call, cargs, &rv), 0);
+        assert_int_equal(rv, CKR_OK);
+        for (size_t i = 0; sig[i]; i++)
+                client_arg_check(sig[i], i, &cargs[i], &c[i]);
+
+        check_request_truncations(call, req, req_len);
+
+        for (size_t i = 0; sig[i]; i++)
+                free(c[i].handles);
+        free(req);
+        free(rep);
+        free(c);
+        free(snapshot);
+}
+
+static void test_every_call(void **state)
+{
+        for (int call = 0; call < _KYSO_CALL_MAX; call++)
+                roundtrip_call(call);
+}
+
+/* An error reply for every call: no outputs touched, rv arrives. */
+static void test_every_call_error(void **state)
+{
+        for (int call = 0; call < _KYSO_CALL_MAX; call++) {
+                const char *sig = wire_call_info(call)->signature;
+                ClientArg *c = calloc(KYSO_WIRE_ARGS_MAX, sizeof(ClientArg));
+                ClientArg *snapshot = calloc(KYSO_WIRE_ARGS_MAX, sizeof(ClientArg));
+                WireArg cargs[KYSO_WIRE_ARGS_MAX];
+                Buffer b;
+                size_t len;
+                CK_RV rv = 0;
+
+                for (size_t i = 0; sig[i]; i++)
+                        client_arg_init(&c[i], sig[i], i, &cargs[i]);
+                memcpy(snapshot, c, KYSO_WIRE_ARGS_MAX * sizeof(ClientArg));
+                buffer_init(&b, SIZE_MAX);
+                assert_int_equal(wire_encode_error_reply(&b, 9, call, CKR_DEVICE_REMOVED), 0);
+                assert_int_equal(wire_frame_length(b.data, &len), 0);
+                assert_int_equal(wire_decode_reply(b.data + 4, len, call, cargs, &rv), 0);
+                assert_int_equal(rv, CKR_DEVICE_REMOVED);
+                assert_memory_equal(snapshot, c, KYSO_WIRE_ARGS_MAX * sizeof(ClientArg));
+                /* The same reply is not one for another call. */
+                assert_int_equal(wire_decode_reply(b.data + 4, len, (call + 1) % _KYSO_CALL_MAX, cargs, &rv),
+                                 -EBADMSG);
+                buffer_done(&b);
+                free(c);
+                free(snapshot);
+        }
+}
+
+static void test_error_reply_refuses_outputs(void **state)
+{
+        Buffer b;
+
+        buffer_init(&b, SIZE_MAX);
+        assert_int_equal(wire_encode_error_reply(&b, 1, KYSO_CALL_C_Sign, CKR_OK), -EINVAL);
+        assert_int_equal(wire_encode_error_reply(&b, 1, KYSO_CALL_C_Sign, CKR_BUFFER_TOO_SMALL), -EINVAL);
+        assert_int_equal(b.len, 0);
+        assert_int_equal(wire_encode_error_reply(&b, 1, KYSO_CALL_C_Logout, CKR_OK), 0);
+        buffer_done(&b);
+}
+
+/* ---- focused round trips ---- */
+
+typedef struct Trip {
+        WireCall call;
+        WireArg sargs[KYSO_WIRE_ARGS_MAX];
+        Arena *arena;
+        uint8_t *req;
+        size_t req_len;
+} Trip;
+
+static void trip_request(Trip *t, WireCall call, const WireArg *cargs)
+{
+        t->call = call;
+        t->req = encode_request(call, cargs, &t->req_len);
+        assert_int_equal(decode_request(t->req, t->req_len, &t->arena, call, t->sargs), 0);
+}
+
+static int trip_reply(Trip *t, CK_RV rv, WireArg *cargs, CK_RV *ret_rv)
+{
+        uint8_t *rep;
+        size_t len;
+        int r;
+
+        rep = encode_reply(t->call, rv, t->sargs, &len);
+        r = wire_decode_reply(rep, len, t->call, cargs, ret_rv);
+        free(rep);
+        return r;
+}
+
+static void trip_done(Trip *t)
+{
+        arena_free(t->arena);
+        free(t->req);
+}
+
+/* Every mechanism parameter structure, through C_DeriveKey's mechanism. */
+static void check_mechanism_trip(CK_MECHANISM *m, WireParam kind)
+{
+        WireArg cargs[KYSO_WIRE_ARGS_MAX] = {};
+        CK_OBJECT_HANDLE h = 0;
+        CK_MECHANISM *sm;
+        Trip t = {};
+
+        cargs[1].ptr = m;
+        cargs[4].ptr = &h;
+        trip_request(&t, KYSO_CALL_C_DeriveKey, cargs);
+        sm = t.sargs[1].ptr;
+        assert_non_null(sm);
+        assert_int_equal(sm->mechanism, m->mechanism);
+        if (kind == WIRE_PARAM_NONE) {
+                assert_null(sm->pParameter);
+                assert_int_equal(sm->ulParameterLen, m->ulParameterLen);
+        } else {
+                assert_non_null(sm->pParameter);
+                assert_ptr_not_equal(sm->pParameter, m->pParameter);
+                assert_int_equal(sm->ulParameterLen, m->ulParameterLen);
+        }
+        check_request_truncations(KYSO_CALL_C_DeriveKey, t.req, t.req_len);
+        trip_done(&t);
+}
+
+static CK_MECHANISM *server_mechanism(CK_MECHANISM *m, Trip *t)
+{
+        WireArg cargs[KYSO_WIRE_ARGS_MAX] = {};
+        CK_OBJECT_HANDLE h = 0;
+
+        cargs[1].ptr = m;
+        cargs[4].ptr = &h;
+        trip_request(t, KYSO_CALL_C_DeriveKey, cargs);
+        return t->sargs[1].ptr;
+}
+
+static void test_mechanism_param_kinds(void **state)
+{
+        uint8_t iv16[16], data[20], aad[8], nonce[12], ctx[5], counter[4], cnonce[12];
+        Trip t = {};
+        CK_MECHANISM m, *sm;
+
+        for (size_t i = 0; i < sizeof(data); i++)
+                data[i] = (uint8_t) i;
+        memset(iv16, 0xa5, sizeof(iv16));
+        memset(aad, 0xaa, sizeof(aad));
+        memset(nonce, 0x0e, sizeof(nonce));
+        memset(ctx, 0xc7, sizeof(ctx));
+        memset(counter, 0x01, sizeof(counter));
+        memset(cnonce, 0x02, sizeof(cnonce));
+
+        /* NONE */
+        m = (CK_MECHANISM) { CKM_RSA_PKCS, NULL, 0 };
+        check_mechanism_trip(&m, WIRE_PARAM_NONE);
+        m = (CK_MECHANISM) { CKM_EDDSA, NULL, 0 }; /* CK_EDDSA_PARAMS may be absent */
+        check_mechanism_trip(&m, WIRE_PARAM_NONE);
+
+        /* BYTES: an IV */
+        m = (CK_MECHANISM) { CKM_AES_CBC_PAD, iv16, sizeof(iv16) };
+        sm = server_mechanism(&m, &t);
+        assert_memory_equal(sm->pParameter, iv16, 16);
+        assert_int_equal(sm->ulParameterLen, 16);
+        trip_done(&t);
+        /* BYTES, empty but present */
+        m = (CK_MECHANISM) { CKM_AES_CBC_PAD, iv16, 0 };
+        sm = server_mechanism(&m, &t);
+        assert_non_null(sm->pParameter);
+        assert_int_equal(sm->ulParameterLen, 0);
+        trip_done(&t);
+
+        /* ULONG */
+        {
+                CK_ULONG p = 16; /* CK_MAC_GENERAL_PARAMS */
+
+                m = (CK_MECHANISM) { CKM_SHA256_HMAC_GENERAL, &p, sizeof(p) };
+                sm = server_mechanism(&m, &t);
+                assert_int_equal(*(CK_ULONG *) sm->pParameter, 16);
+                trip_done(&t);
+                check_mechanism_trip(&m, WIRE_PARAM_ULONG);
+        }
+        /* OBJECT_HANDLE */
+        {
+                CK_OBJECT_HANDLE p = 0x77;
+
+                m = (CK_MECHANISM) { CKM_CONCATENATE_BASE_AND_KEY, &p, sizeof(p) };
+                sm = server_mechanism(&m, &t);
+                assert_int_equal(*(CK_OBJECT_HANDLE *) sm->pParameter, 0x77);
+                trip_done(&t);
+        }
+        /* PSS (SHA3-224 variant) */
+        {
+                CK_RSA_PKCS_PSS_PARAMS p = { T_CKM_SHA3_224, 0x6, 28 }, *sp;
+
+                m = (CK_MECHANISM) { T_CKM_SHA3_224_RSA_PKCS_PSS, &p, sizeof(p) };
+                sm = server_mechanism(&m, &t);
+                sp = sm->pParameter;
+                assert_int_equal(sp->hashAlg, T_CKM_SHA3_224);
+                assert_int_equal(sp->mgf, 6);
+                assert_int_equal(sp->sLen, 28);
+                trip_done(&t);
+                check_mechanism_trip(&m, WIRE_PARAM_RSA_PKCS_PSS);
+        }
+        /* OAEP with and without a label */
+        {
+                CK_RSA_PKCS_OAEP_PARAMS p = { CKM_SHA256, CKG_MGF1_SHA256, CKZ_DATA_SPECIFIED, data, 5 }, *sp;
+
+                m = (CK_MECHANISM) { CKM_RSA_PKCS_OAEP, &p, sizeof(p) };
+                sm = server_mechanism(&m, &t);
+                sp = sm->pParameter;
+                assert_int_equal(sp->hashAlg, CKM_SHA256);
+                assert_int_equal(sp->source, CKZ_DATA_SPECIFIED);
+                assert_int_equal(sp->ulSourceDataLen, 5);
+                assert_memory_equal(sp->pSourceData, data, 5);
+                assert_ptr_not_equal(sp->pSourceData, data);
+                trip_done(&t);
+                check_mechanism_trip(&m, WIRE_PARAM_RSA_PKCS_OAEP);
+                p.pSourceData = NULL;
+                p.ulSourceDataLen = 0;
+                sm = server_mechanism(&m, &t);
+                sp = sm->pParameter;
+                assert_null(sp->pSourceData);
+                assert_int_equal(sp->ulSourceDataLen, 0);
+                trip_done(&t);
+        }
+        /* AES_CTR */
+        {
+                CK_AES_CTR_PARAMS p = { .ulCounterBits = 32 }, *sp;
+
+                memcpy(p.cb, iv16, 16);
+                p.cb[15] = 0x01;
+                m = (CK_MECHANISM) { CKM_AES_CTR, &p, sizeof(p) };
+                sm = server_mechanism(&m, &t);
+                sp = sm->pParameter;
+                assert_int_equal(sp->ulCounterBits, 32);
+                assert_memory_equal(sp->cb, p.cb, 16);
+                trip_done(&t);
+        }
+        /* GCM */
+        {
+                CK_GCM_PARAMS p = { nonce, 12, 96, aad, 8, 128 }, *sp;
+
+                m = (CK_MECHANISM) { CKM_AES_GCM, &p, sizeof(p) };
+                sm = server_mechanism(&m, &t);
+                sp = sm->pParameter;
+                assert_int_equal(sp->ulIvLen, 12);
+                assert_int_equal(sp->ulIvBits, 96);
+                assert_memory_equal(sp->pIv, nonce, 12);
+                assert_int_equal(sp->ulAADLen, 8);
+                assert_memory_equal(sp->pAAD, aad, 8);
+                assert_int_equal(sp->ulTagBits, 128);
+                trip_done(&t);
+                check_mechanism_trip(&m, WIRE_PARAM_GCM);
+        }
+        /* CCM */
+        {
+                CK_CCM_PARAMS p = { 100, nonce, 11, aad, 8, 16 }, *sp;
+
+                m = (CK_MECHANISM) { CKM_AES_CCM, &p, sizeof(p) };
+                sm = server_mechanism(&m, &t);
+                sp = sm->pParameter;
+                assert_int_equal(sp->ulDataLen, 100);
+                assert_int_equal(sp->ulNonceLen, 11);
+                assert_memory_equal(sp->pNonce, nonce, 11);
+                assert_memory_equal(sp->pAAD, aad, 8);
+                assert_int_equal(sp->ulMACLen, 16);
+                trip_done(&t);
+        }
+        /* ECDH1 */
+        {
+                CK_ECDH1_DERIVE_PARAMS p = { CKD_SHA256_KDF, 4, aad, 20, data }, *sp;
+
+                m = (CK_MECHANISM) { CKM_ECDH1_DERIVE, &p, sizeof(p) };
+                sm = server_mechanism(&m, &t);
+                sp = sm->pParameter;
+                assert_int_equal(sp->kdf, CKD_SHA256_KDF);
+                assert_int_equal(sp->ulSharedDataLen, 4);
+                assert_memory_equal(sp->pSharedData, aad, 4);
+                assert_int_equal(sp->ulPublicDataLen, 20);
+                assert_memory_equal(sp->pPublicData, data, 20);
+                trip_done(&t);
+                check_mechanism_trip(&m, WIRE_PARAM_ECDH1_DERIVE);
+        }
+        /* KEY_DERIVATION_STRING */
+        {
+                CK_KEY_DERIVATION_STRING_DATA p = { data, 16 }, *sp;
+
+                m = (CK_MECHANISM) { CKM_AES_ECB_ENCRYPT_DATA, &p, sizeof(p) };
+                sm = server_mechanism(&m, &t);
+                sp = sm->pParameter;
+                assert_int_equal(sp->ulLen, 16);
+                assert_memory_equal(sp->pData, data, 16);
+                trip_done(&t);
+        }
+        /* DES_CBC_ENCRYPT_DATA and AES_CBC_ENCRYPT_DATA */
+        {
+                CK_DES_CBC_ENCRYPT_DATA_PARAMS p = { .pData = data, .length = 16 }, *sp;
+                CK_AES_CBC_ENCRYPT_DATA_PARAMS q = { .pData = data, .length = 16 }, *sq;
+
+                memcpy(p.iv, iv16, 8);
+                memcpy(q.iv, iv16, 16);
+                m = (CK_MECHANISM) { CKM_DES3_CBC_ENCRYPT_DATA, &p, sizeof(p) };
+                sm = server_mechanism(&m, &t);
+                sp = sm->pParameter;
+                assert_memory_equal(sp->iv, iv16, 8);
+                assert_int_equal(sp->length, 16);
+                assert_memory_equal(sp->pData, data, 16);
+                trip_done(&t);
+                m = (CK_MECHANISM) { CKM_AES_CBC_ENCRYPT_DATA, &q, sizeof(q) };
+                sm = server_mechanism(&m, &t);
+                sq = sm->pParameter;
+                assert_memory_equal(sq->iv, iv16, 16);
+                assert_int_equal(sq->length, 16);
+                assert_memory_equal(sq->pData, data, 16);
+                trip_done(&t);
+        }
+        /* EDDSA */
+        {
+                CK_EDDSA_PARAMS p = { CK_TRUE, 5, ctx }, *sp;
+
+                m = (CK_MECHANISM) { CKM_EDDSA, &p, sizeof(p) };
+                sm = server_mechanism(&m, &t);
+                sp = sm->pParameter;
+                assert_int_equal(sp->phFlag, CK_TRUE);
+                assert_int_equal(sp->ulContextDataLen, 5);
+                assert_memory_equal(sp->pContextData, ctx, 5);
+                trip_done(&t);
+                check_mechanism_trip(&m, WIRE_PARAM_EDDSA);
+        }
+        /* CHACHA20: lengths from bit counts */
+        {
+                CK_CHACHA20_PARAMS p = { counter, 32, cnonce, 96 }, *sp;
+
+                m = (CK_MECHANISM) { 0x1226, &p, sizeof(p) };
+                sm = server_mechanism(&m, &t);
+                sp = sm->pParameter;
+                assert_int_equal(sp->blockCounterBits, 32);
+                assert_memory_equal(sp->pBlockCounter, counter, 4);
+                assert_int_equal(sp->ulNonceBits, 96);
+                assert_memory_equal(sp->pNonce, cnonce, 12);
+                trip_done(&t);
+                check_mechanism_trip(&m, WIRE_PARAM_CHACHA20);
+        }
+        /* SALSA20_CHACHA20_POLY1305 */
+        {
+                CK_SALSA20_CHACHA20_POLY1305_PARAMS p = { cnonce, 12, aad, 8 }, *sp;
+
+                m = (CK_MECHANISM) { T_CKM_SALSA20_POLY1305, &p, sizeof(p) };
+                sm = server_mechanism(&m, &t);
+                sp = sm->pParameter;
+                assert_int_equal(sp->ulNonceLen, 12);
+                assert_memory_equal(sp->pNonce, cnonce, 12);
+                assert_int_equal(sp->ulAADLen, 8);
+                assert_memory_equal(sp->pAAD, aad, 8);
+                trip_done(&t);
+        }
+        /* A known mechanism with a wrongly sized parameter travels as bytes, for the backend to refuse. */
+        {
+                uint8_t odd[7] = { 1, 2, 3, 4, 5, 6, 7 };
+
+                m = (CK_MECHANISM) { CKM_RSA_PKCS_PSS, odd, sizeof(odd) };
+                sm = server_mechanism(&m, &t);
+                assert_int_equal(sm->ulParameterLen, 7);
+                assert_memory_equal(sm->pParameter, odd, 7);
+                trip_done(&t);
+        }
+}
+
+/* Message parameters, in and out, for every kind, through C_EncryptMessage. */
+static void message_trip(void *param, CK_ULONG len, CK_MECHANISM_TYPE mech, WireParam kind,
+                         void (*backend)(WireArg *arg), void (*check)(void))
+{
+        WireArg cargs[KYSO_WIRE_ARGS_MAX] = {};
+        uint8_t in[10] = "plaintext", out[32];
+        CK_ULONG out_len = sizeof(out);
+        Trip t = {};
+        CK_RV rv;
+
+        cargs[1] = (WireArg) { .value = mech, .ptr = param, .len = len };
+        cargs[2] = (WireArg) { .ptr = (void *) "aad", .len = 3 };
+        cargs[3] = (WireArg) { .ptr = in, .len = sizeof(in) };
+        cargs[4] = (WireArg) { .ptr = out, .len_ptr = &out_len };
+        trip_request(&t, KYSO_CALL_C_EncryptMessage, cargs);
+        assert_int_equal(t.sargs[1].value, kind);
+        if (kind == WIRE_PARAM_NONE)
+                assert_null(t.sargs[1].ptr);
+        else
+                assert_non_null(t.sargs[1].ptr);
+        assert_int_equal(t.sargs[1].len, len);
+        backend(&t.sargs[1]);
+        *t.sargs[4].len_ptr = 0;
+        assert_int_equal(trip_reply(&t, CKR_OK, cargs, &rv), 0);
+        assert_int_equal(rv, CKR_OK);
+        check();
+        check_request_truncations(KYSO_CALL_C_EncryptMessage, t.req, t.req_len);
+        trip_done(&t);
+}
+
+static uint8_t msg_iv[12], msg_tag[16], msg_mac[8], msg_bytes[5];
+
+static void gcm_backend(WireArg *arg)
+{
+        CK_GCM_MESSAGE_PARAMS *p = arg->ptr;
+
+        assert_int_equal(p->ulIvLen, 12);
+        assert_int_equal(p->ivGenerator, T_CKG_GENERATE);
+        assert_int_equal(p->ulTagBits, 96);
+        memset(p->pIv, 0x61, p->ulIvLen);
+        memset(p->pTag, 0x62, 12);
+}
+
+static void gcm_check(void)
+{
+        for (int i = 0; i < 12; i++) {
+                assert_int_equal(msg_iv[i], 0x61);
+                assert_int_equal(msg_tag[i], 0x62);
+        }
+        assert_int_equal(msg_tag[12], 0); /* a 96-bit tag is 12 bytes: nothing beyond */
+}
+
+static void ccm_backend(WireArg *arg)
+{
+        CK_CCM_MESSAGE_PARAMS *p = arg->ptr;
+
+        assert_int_equal(p->ulDataLen, 10);
+        assert_int_equal(p->ulNonceLen, 12);
+        assert_int_equal(p->ulNonceFixedBits, 8);
+        assert_int_equal(p->nonceGenerator, T_CKG_GENERATE_RANDOM);
+        assert_int_equal(p->ulMACLen, 8);
+        memset(p->pNonce, 0x71, 12);
+        memset(p->pMAC, 0x72, 8);
+}
+
+static void ccm_check(void)
+{
+        for (int i = 0; i < 12; i++)
+                assert_int_equal(msg_iv[i], 0x71);
+        for (int i = 0; i < 8; i++)
+                assert_int_equal(msg_mac[i], 0x72);
+}
+
+static void chacha_backend(WireArg *arg)
+{
+        CK_SALSA20_CHACHA20_POLY1305_MSG_PARAMS *p = arg->ptr;
+
+        assert_int_equal(p->ulNonceLen, 12);
+        assert_int_equal(p->pNonce[0], 0x03);
+        memset(p->pTag, 0x81, 16);
+}
+
+static void chacha_check(void)
+{
+        for (int i = 0; i < 16; i++)
+                assert_int_equal(msg_tag[i], 0x81);
+        assert_int_equal(msg_iv[0], 0x03);
+}
+
+static void bytes_backend(WireArg *arg)
+{
+        assert_memory_equal(arg->ptr, "abcde", 5);
+        memcpy(arg->ptr, "ABCDE", 5);
+}
+
+static void bytes_check(void)
+{
+        assert_memory_equal(msg_bytes, "ABCDE", 5);
+}
+
+static void none_backend(WireArg *arg)
+{
+        assert_null(arg->ptr);
+}
+
+static void none_check(void)
+{
+}
+
+static void test_message_params(void **state)
+{
+        CK_GCM_MESSAGE_PARAMS gcm = { msg_iv, 12, 0, T_CKG_GENERATE, msg_tag, 96 };
+        CK_CCM_MESSAGE_PARAMS ccm = { 10, msg_iv, 12, 8, T_CKG_GENERATE_RANDOM, msg_mac, 8 };
+        CK_SALSA20_CHACHA20_POLY1305_MSG_PARAMS chacha = { msg_iv, 12, msg_tag };
+
+        memset(msg_tag, 0, sizeof(msg_tag));
+        message_trip(&gcm, sizeof(gcm), CKM_AES_GCM, WIRE_PARAM_GCM_MESSAGE, gcm_backend, gcm_check);
+        message_trip(&ccm, sizeof(ccm), CKM_AES_CCM, WIRE_PARAM_CCM_MESSAGE, ccm_backend, ccm_check);
+        memset(msg_iv, 0x03, sizeof(msg_iv));
+        message_trip(&chacha, sizeof(chacha), 0x4021, WIRE_PARAM_CHACHA_POLY_MESSAGE, chacha_backend,
+                     chacha_check);
+        memcpy(msg_bytes, "abcde", 5);
+        message_trip(msg_bytes, 5, CKM_VENDOR_DEFINED, WIRE_PARAM_BYTES, bytes_backend, bytes_check);
+        message_trip(NULL, 0, CKM_AES_GCM, WIRE_PARAM_NONE, none_backend, none_check);
+        /* A known mechanism but the wrong size: bytes. */
+        memcpy(msg_bytes, "abcde", 5);
+        message_trip(msg_bytes, 5, CKM_AES_GCM, WIRE_PARAM_BYTES, bytes_backend, bytes_check);
+}
+
+/* A reply whose message parameter buffers have other lengths than the request's is refused. */
+static void test_message_param_reply_mismatch(void **state)
+{
+        uint8_t iv[12] = {}, tag[16] = {}, iv2[16] = {};
+        CK_GCM_MESSAGE_PARAMS gcm = { iv, 12, 0, T_CKG_GENERATE, tag, 128 };
+        CK_GCM_MESSAGE_PARAMS gcm2 = { iv2, 16, 0, T_CKG_GENERATE, tag, 128 };
+        WireArg cargs[KYSO_WIRE_ARGS_MAX] = {}, cargs2[KYSO_WIRE_ARGS_MAX] = {};
+        Trip t = {};
+        CK_RV rv;
+
+        cargs[1] = (WireArg) { .value = CKM_AES_GCM, .ptr = &gcm2, .len = sizeof(gcm2) };
+        trip_request(&t, KYSO_CALL_C_SignMessageBegin, cargs);
+        memset(iv2, 0xee, sizeof(iv2));
+        cargs2[1] = (WireArg) { .value = CKM_AES_GCM, .ptr = &gcm, .len = sizeof(gcm) };
+        /* The reply carries a 16-byte IV; this caller's IV holds 12. */
+        assert_int_equal(trip_reply(&t, CKR_OK, cargs2, &rv), -EBADMSG);
+        for (size_t i = 0; i < sizeof(iv); i++)
+                assert_int_equal(iv[i], 0);
+        trip_done(&t);
+}
+
+static void test_template_ulongs_odd_length(void **state)
+{
+        WireArg cargs[KYSO_WIRE_ARGS_MAX] = {};
+        uint8_t odd[5] = { 1, 2, 3, 4, 5 };
+        CK_ATTRIBUTE tmpl[] = {
+                { CKA_CLASS, odd, sizeof(odd) },   /* not a multiple of CK_ULONG: goes as bytes */
+                { CKA_VALUE_LEN, NULL, 0 },        /* absent value */
+                { CKA_LABEL, odd, 0 },             /* present but empty */
+                { CKA_ALLOWED_MECHANISMS, odd, 0 } /* empty list */
+        };
+        CK_OBJECT_HANDLE h;
+        CK_ATTRIBUTE *st;
+        Trip t = {};
+
+        cargs[1] = (WireArg) { .ptr = tmpl, .len = ELEMENTSOF(tmpl) };
+        cargs[2].ptr = &h;
+        trip_request(&t, KYSO_CALL_C_CreateObject, cargs);
+        st = t.sargs[1].ptr;
+        assert_int_equal(st[0].ulValueLen, 5);
+        assert_memory_equal(st[0].pValue, odd, 5);
+        assert_null(st[1].pValue);
+        assert_non_null(st[2].pValue);
+        assert_int_equal(st[2].ulValueLen, 0);
+        assert_non_null(st[3].pValue);
+        assert_int_equal(st[3].ulValueLen, 0);
+        trip_done(&t);
+
+        /* NULL template with a count, and an empty template. */
+        cargs[1] = (WireArg) { .ptr = NULL, .len = 0 };
+        trip_request(&t, KYSO_CALL_C_FindObjectsInit, (WireArg[KYSO_WIRE_ARGS_MAX]) {
+                                                             [1] = { .ptr = NULL, .len = 0 },
+                                                             [2] = { .ptr = &st, .len_ptr = &h },
+                                                     });
+        assert_null(t.sargs[1].ptr);
+        assert_int_equal(t.sargs[1].len, 0);
+        trip_done(&t);
+        trip_request(&t, KYSO_CALL_C_FindObjectsInit, (WireArg[KYSO_WIRE_ARGS_MAX]) {
+                                                             [1] = { .ptr = tmpl, .len = 0 },
+                                                             [2] = { .ptr = &st, .len_ptr = &h },
+                                                     });
+        assert_non_null(t.sargs[1].ptr);
+        assert_int_equal(t.sargs[1].len, 0);
+        trip_done(&t);
+}
+
+/* 'o': a length query, then CKR_BUFFER_TOO_SMALL, then the data. */
+static void test_output_length_semantics(void **state)
+{
+        WireArg cargs[KYSO_WIRE_ARGS_MAX] = {};
+        uint8_t data[4] = "abc", sig[10];
+        CK_ULONG sig_len = 12345;
+        Trip t = {};
+        CK_RV rv;
+
+        memset(sig, 0xcc, sizeof(sig));
+        cargs[0].value = 1;
+        cargs[1] = (WireArg) { .ptr = data, .len = 3 };
+        cargs[2] = (WireArg) { .ptr = NULL, .len_ptr = &sig_len };
+        trip_request(&t, KYSO_CALL_C_Sign, cargs);
+        assert_null(t.sargs[2].ptr); /* the backend sees a length query */
+        *t.sargs[2].len_ptr = 256;
+        assert_int_equal(trip_reply(&t, CKR_OK, cargs, &rv), 0);
+        assert_int_equal(rv, CKR_OK);
+        assert_int_equal(sig_len, 256);
+        trip_done(&t);
+
+        sig_len = sizeof(sig);
+        cargs[2] = (WireArg) { .ptr = sig, .len_ptr = &sig_len };
+        trip_request(&t, KYSO_CALL_C_Sign, cargs);
+        assert_int_equal(t.sargs[2].len, 10);
+        *t.sargs[2].len_ptr = 256;
+        assert_int_equal(trip_reply(&t, CKR_BUFFER_TOO_SMALL, cargs, &rv), 0);
+        assert_int_equal(rv, CKR_BUFFER_TOO_SMALL);
+        assert_int_equal(sig_len, 256);
+        assert_int_equal(sig[0], 0xcc);
+        trip_done(&t);
+
+        /* A backend that claims to have written more than the buffer: the server refuses to encode. */
+        sig_len = sizeof(sig);
+        trip_request(&t, KYSO_CALL_C_Sign, cargs);
+        *t.sargs[2].len_ptr = 11;
+        {
+                Buffer b;
+
+                buffer_init(&b, SIZE_MAX);
+                assert_int_equal(wire_encode_reply(&b, 1, KYSO_CALL_C_Sign, CKR_OK, t.sargs), -EINVAL);
+                assert_int_equal(b.len, 0);
+                assert_true(buffer_ok(&b));
+                buffer_done(&b);
+        }
+        *t.sargs[2].len_ptr = 10;
+        memset(t.sargs[2].ptr, 0x5e, 10);
+        assert_int_equal(trip_reply(&t, CKR_OK, cargs, &rv), 0);
+        assert_int_equal(sig_len, 10);
+        assert_int_equal(sig[9], 0x5e);
+        trip_done(&t);
+
+        /* A huge capacity is served with a frame's worth. */
+        sig_len = CK_UNAVAILABLE_INFORMATION - 1;
+        trip_request(&t, KYSO_CALL_C_Sign, cargs);
+        assert_int_equal(t.sargs[2].len, KYSO_WIRE_FRAME_MAX);
+        trip_done(&t);
+}
+
+/* 'l': C_GetSlotList's two calls. */
+static void test_list_length_semantics(void **state)
+{
+        WireArg cargs[KYSO_WIRE_ARGS_MAX] = {};
+        CK_SLOT_ID slots[2] = { 99, 99 };
+        CK_ULONG count = 0;
+        CK_ULONG *sl;
+        Trip t = {};
+        CK_RV rv;
+
+        cargs[0].value = CK_TRUE;
+        cargs[1] = (WireArg) { .ptr = NULL, .len_ptr = &count };
+        trip_request(&t, KYSO_CALL_C_GetSlotList, cargs);
+        assert_null(t.sargs[1].ptr);
+        *t.sargs[1].len_ptr = 3;
+        assert_int_equal(trip_reply(&t, CKR_OK, cargs, &rv), 0);
+        assert_int_equal(count, 3);
+        trip_done(&t);
+
+        count = 2;
+        cargs[1] = (WireArg) { .ptr = slots, .len_ptr = &count };
+        trip_request(&t, KYSO_CALL_C_GetSlotList, cargs);
+        *t.sargs[1].len_ptr = 3;
+        assert_int_equal(trip_reply(&t, CKR_BUFFER_TOO_SMALL, cargs, &rv), 0);
+        assert_int_equal(rv, CKR_BUFFER_TOO_SMALL);
+        assert_int_equal(count, 3);
+        assert_int_equal(slots[0], 99);
+        trip_done(&t);
+
+        count = 2;
+        trip_request(&t, KYSO_CALL_C_GetSlotList, cargs);
+        sl = t.sargs[1].ptr;
+        sl[0] = 1;
+        sl[1] = 2;
+        *t.sargs[1].len_ptr = 2;
+        assert_int_equal(trip_reply(&t, CKR_OK, cargs, &rv), 0);
+        assert_int_equal(count, 2);
+        assert_int_equal(slots[0], 1);
+        assert_int_equal(slots[1], 2);
+        trip_done(&t);
+}
+
+/* 'A': a length query, BUFFER_TOO_SMALL with CK_UNAVAILABLE_INFORMATION, sensitive attributes. */
+static void test_get_attribute_semantics(void **state)
+{
+        WireArg cargs[KYSO_WIRE_ARGS_MAX] = {};
+        uint8_t small[4] = { 9, 9, 9, 9 }, value[64];
+        CK_ULONG cls = 77;
+        CK_ATTRIBUTE tmpl[] = {
+                { CKA_VALUE, NULL, 0 },
+                { CKA_CLASS, &cls, sizeof(cls) },
+                { CKA_SUBJECT, small, sizeof(small) },
+                { CKA_PRIVATE_EXPONENT, value, sizeof(value) },
+        };
+        CK_ATTRIBUTE *st;
+        Trip t = {};
+        CK_RV rv;
+
+        cargs[0].value = 1;
+        cargs[1].value = 2;
+        cargs[2] = (WireArg) { .ptr = tmpl, .len = ELEMENTSOF(tmpl) };
+        trip_request(&t, KYSO_CALL_C_GetAttributeValue, cargs);
+        st = t.sargs[2].ptr;
+        assert_null(st[0].pValue);
+        assert_int_equal(st[2].ulValueLen, 4);
+        assert_int_equal(st[3].ulValueLen, 64);
+        /* What a backend does for CKR_BUFFER_TOO_SMALL + CKR_ATTRIBUTE_SENSITIVE. */
+        st[0].ulValueLen = 1000;
+        *(CK_ULONG *) st[1].pValue = CKO_PRIVATE_KEY;
+        st[2].ulValueLen = CK_UNAVAILABLE_INFORMATION;
+        st[3].ulValueLen = CK_UNAVAILABLE_INFORMATION;
+        assert_int_equal(trip_reply(&t, CKR_BUFFER_TOO_SMALL, cargs, &rv), 0);
+        assert_int_equal(rv, CKR_BUFFER_TOO_SMALL);
+        assert_int_equal(tmpl[0].ulValueLen, 1000);
+        assert_int_equal(tmpl[1].ulValueLen, sizeof(CK_ULONG));
+        assert_int_equal(cls, CKO_PRIVATE_KEY);
+        assert_int_equal(tmpl[2].ulValueLen, CK_UNAVAILABLE_INFORMATION);
+        assert_int_equal(small[0], 9);
+        assert_int_equal(tmpl[3].ulValueLen, CK_UNAVAILABLE_INFORMATION);
+        trip_done(&t);
+
+        /* A value the backend claims is longer than the buffer goes back as a length only. */
+        tmpl[2].ulValueLen = sizeof(small);
+        tmpl[3].ulValueLen = sizeof(value);
+        trip_request(&t, KYSO_CALL_C_GetAttributeValue, cargs);
+        st = t.sargs[2].ptr;
+        st[2].ulValueLen = 5;
+        st[3].ulValueLen = CK_UNAVAILABLE_INFORMATION;
+        assert_int_equal(trip_reply(&t, CKR_ATTRIBUTE_SENSITIVE, cargs, &rv), 0);
+        assert_int_equal(tmpl[2].ulValueLen, 5);
+        assert_int_equal(small[0], 9);
+        trip_done(&t);
+
+        /* A ULONGS attribute whose returned length is odd goes back as bytes. */
+        tmpl[1].ulValueLen = sizeof(cls);
+        cls = 0;
+        trip_request(&t, KYSO_CALL_C_GetAttributeValue, cargs);
+        st = t.sargs[2].ptr;
+        memcpy(st[1].pValue, "\x01\x02\x03", 3);
+        st[1].ulValueLen = 3;
+        st[2].ulValueLen = 0;
+        st[3].ulValueLen = CK_UNAVAILABLE_INFORMATION;
+        assert_int_equal(trip_reply(&t, CKR_OK, cargs, &rv), 0);
+        assert_int_equal(tmpl[1].ulValueLen, 3);
+        assert_memory_equal(&cls, "\x01\x02\x03", 3);
+        trip_done(&t);
+}
+
+static void test_unavailable_information(void **state)
+{
+        WireArg cargs[KYSO_WIRE_ARGS_MAX] = {};
+        CK_ULONG size = 0;
+        Trip t = {};
+        CK_RV rv;
+
+        cargs[0].value = CK_UNAVAILABLE_INFORMATION; /* ~0 in, ~0 out */
+        cargs[1].value = 5;
+        cargs[2].ptr = &size;
+        trip_request(&t, KYSO_CALL_C_GetObjectSize, cargs);
+        assert_int_equal(t.sargs[0].value, CK_UNAVAILABLE_INFORMATION);
+        t.sargs[2].value = CK_UNAVAILABLE_INFORMATION;
+        assert_int_equal(trip_reply(&t, CKR_OK, cargs, &rv), 0);
+        assert_int_equal(size, CK_UNAVAILABLE_INFORMATION);
+        /* On the wire it is UINT64_MAX, whatever the width of CK_ULONG. */
+        {
+                static const uint8_t ff[8] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+
+                assert_memory_equal(t.req + 8, ff, 8);
+        }
+        trip_done(&t);
+}
+
+static void test_find_objects_empty(void **state)
+{
+        CK_OBJECT_HANDLE *handles = (CK_OBJECT_HANDLE *) 0x1;
+        CK_ULONG count = 99;
+        WireArg cargs[KYSO_WIRE_ARGS_MAX] = {};
+        Trip t = {};
+        CK_RV rv;
+
+        cargs[2] = (WireArg) { .ptr = &handles, .len_ptr = &count };
+        trip_request(&t, KYSO_CALL_C_FindObjectsInit, cargs);
+        assert_int_equal(trip_reply(&t, CKR_OK, cargs, &rv), 0);
+        assert_null(handles);
+        assert_int_equal(count, 0);
+        trip_done(&t);
+}
+
+static void test_generate_random_limits(void **state)
+{
+        WireArg args[KYSO_WIRE_ARGS_MAX] = {};
+        Buffer b;
+
+        buffer_init(&b, SIZE_MAX);
+        args[1] = (WireArg) { .ptr = &b, .len = KYSO_WIRE_FRAME_MAX };
+        assert_int_equal(wire_encode_request(&b, 1, KYSO_CALL_C_GenerateRandom, args), -EMSGSIZE);
+        args[1] = (WireArg) { .ptr = NULL, .len = 5 };
+        assert_int_equal(wire_encode_request(&b, 1, KYSO_CALL_C_GenerateRandom, args), -EINVAL);
+        assert_int_equal(b.len, 0);
+        buffer_done(&b);
+}
+
+/* ---- malformed frames ---- */
+
+static void test_frame_header(void **state)
+{
+        uint8_t h[4];
+        size_t len = 0;
+
+        h[0] = 0x01, h[1] = 0x00, h[2] = 0x00, h[3] = 0x01; /* 16 MiB + 1 */
+        assert_int_equal(wire_frame_length(h, &len), -EMSGSIZE);
+        h[0] = 0xff;
+        assert_int_equal(wire_frame_length(h, &len), -EMSGSIZE);
+        h[0] = 0x01, h[3] = 0x00;
+        assert_int_equal(wire_frame_length(h, &len), 0);
+        assert_int_equal(len, KYSO_WIRE_FRAME_MAX);
+        h[0] = 0, h[1] = 0, h[2] = 0, h[3] = 7;
+        assert_int_equal(wire_frame_length(h, &len), -EBADMSG);
+        h[3] = 8;
+        assert_int_equal(wire_frame_length(h, &len), 0);
+        assert_int_equal(len, 8);
+}
+
+static void test_peek_and_unknown_call(void **state)
+{
+        static const uint8_t p[] = { 0, 0, 0, 5, 0, 0, 0x10, 0 };
+        WireArg args[KYSO_WIRE_ARGS_MAX];
+        uint32_t serial = 0, id = 0;
+        WireCall call = 0;
+        Arena *a = arena_new(1024);
+
+        assert_int_equal(wire_peek(p, sizeof(p), &serial, &id), 0);
+        assert_int_equal(serial, 5);
+        assert_int_equal(id, 0x1000);
+        assert_int_equal(wire_peek(p, 7, &serial, &id), -EBADMSG);
+        assert_int_equal(wire_decode_request(p, sizeof(p), a, &serial, &call, args), -EPROTO);
+        assert_int_equal(serial, 5);
+        assert_int_equal((uint32_t) call, 0x1000);
+        assert_int_equal(wire_decode_request(p, 7, a, &serial, &call, args), -EBADMSG);
+        arena_free(a);
+}
+
+static void test_encode_bad_arguments(void **state)
+{
+        WireArg args[KYSO_WIRE_ARGS_MAX] = {};
+        uint8_t big;
+        Buffer b;
+
+        buffer_init(&b, SIZE_MAX);
+        assert_int_equal(wire_encode_request(&b, 1, _KYSO_CALL_MAX, args), -EINVAL);
+        /* C_Sign without a length pointer */
+        assert_int_equal(wire_encode_request(&b, 1, KYSO_CALL_C_Sign, args), -EINVAL);
+        /* C_OpenSession without a handle pointer */
+        assert_int_equal(wire_encode_request(&b, 1, KYSO_CALL_C_OpenSession, args), -EINVAL);
+        /* More data than a frame: refused before it is read. */
+        args[1] = (WireArg) { .ptr = &big, .len = KYSO_WIRE_FRAME_MAX };
+        assert_int_equal(wire_encode_request(&b, 1, KYSO_CALL_C_DigestUpdate, args), -EMSGSIZE);
+        assert_int_equal(b.len, 0);
+        assert_true(buffer_ok(&b));
+        buffer_done(&b);
+
+        /* A buffer with a small limit: -EMSGSIZE, and the buffer as it was. */
+        buffer_init(&b, 20);
+        buffer_add_u8(&b, 0x42);
+        args[1] = (WireArg) { .ptr = "0123456789", .len = 10 };
+        assert_int_equal(wire_encode_request(&b, 1, KYSO_CALL_C_DigestUpdate, args), -EMSGSIZE);
+        assert_int_equal(b.len, 1);
+        assert_true(buffer_ok(&b));
+        buffer_done(&b);
+
+        /* A template too deep, too long, or with a malformed nested value. */
+        {
+                CK_ATTRIBUTE inner[1] = { { CKA_WRAP_TEMPLATE, NULL, 0 } };
+                CK_ATTRIBUTE mid[1] = { { CKA_WRAP_TEMPLATE, inner, sizeof(inner) } };
+                CK_ATTRIBUTE top[1] = { { CKA_WRAP_TEMPLATE, mid, sizeof(mid) } };
+                CK_ATTRIBUTE odd[1] = { { CKA_WRAP_TEMPLATE, mid, 5 } };
+                CK_OBJECT_HANDLE h;
+
+                buffer_init(&b, SIZE_MAX);
+                args[1] = (WireArg) { .ptr = top, .len = 1 };
+                args[2].ptr = &h;
+                assert_int_equal(wire_encode_request(&b, 1, KYSO_CALL_C_CreateObject, args), -EINVAL);
+                args[1] = (WireArg) { .ptr = mid, .len = 1 }; /* two levels are fine */
+                assert_int_equal(wire_encode_request(&b, 1, KYSO_CALL_C_CreateObject, args), 0);
+                buffer_reset(&b);
+                args[1] = (WireArg) { .ptr = odd, .len = 1 };
+                assert_int_equal(wire_encode_request(&b, 1, KYSO_CALL_C_CreateObject, args), -EINVAL);
+                args[1] = (WireArg) { .ptr = top, .len = WIRE_TEMPLATE_COUNT_MAX + 1 };
+                assert_int_equal(wire_encode_request(&b, 1, KYSO_CALL_C_CreateObject, args), -EINVAL);
+                args[2] = (WireArg) { .ptr = top, .len = 1 };
+                assert_int_equal(wire_encode_request(&b, 1, KYSO_CALL_C_GetAttributeValue, args), -EINVAL);
+                assert_int_equal(b.len, 0);
+                buffer_done(&b);
+        }
+}
+
+/* Builds a request payload by hand: serial 1, call, then what the test writes. */
+static void raw_begin(Buffer *b, WireCall call)
+{
+        buffer_init(b, SIZE_MAX);
+        buffer_add_u32(b, 1);
+        buffer_add_u32(b, call);
+}
+
+static int raw_decode(Buffer *b, size_t arena_limit)
+{
+        WireArg args[KYSO_WIRE_ARGS_MAX];
+        uint32_t serial;
+        WireCall call;
+        Arena *a = arena_new(arena_limit);
+        int r;
+
+        r = wire_decode_request(b->data, b->len, a, &serial, &call, args);
+        arena_free(a);
+        buffer_done(b);
+        return r;
+}
+
+static void raw_attr(Buffer *b, CK_ULONG type, uint8_t kind, uint8_t present, uint64_t len)
+{
+        buffer_add_u64(b, type);
+        buffer_add_u8(b, kind);
+        buffer_add_u8(b, present);
+        buffer_add_u64(b, len);
+}
+
+static void test_malformed_requests(void **state)
+{
+        Buffer b;
+
+        /* C_CreateObject: S a n */
+#define CREATE(b) (raw_begin(&(b), KYSO_CALL_C_CreateObject), buffer_add_u64(&(b), 1))
+
+        /* A valid one to start from. */
+        CREATE(b);
+        buffer_add_u8(&b, 1);
+        buffer_add_u32(&b, 1);
+        raw_attr(&b, CKA_LABEL, WIRE_ATTR_BYTES, 1, 2);
+        buffer_add_bytes(&b, "hi", 2);
+        assert_int_equal(raw_decode(&b, 4096), 0);
+
+        /* Count over the limit. */
+        CREATE(b);
+        buffer_add_u8(&b, 1);
+        buffer_add_u32(&b, WIRE_TEMPLATE_COUNT_MAX + 1);
+        for (unsigned i = 0; i <= WIRE_TEMPLATE_COUNT_MAX; i++)
+                raw_attr(&b, CKA_LABEL, WIRE_ATTR_BYTES, 0, 0);
+        assert_int_equal(raw_decode(&b, ARENA_LIMIT), -EBADMSG);
+
+        /* Count larger than the bytes that follow could hold. */
+        CREATE(b);
+        buffer_add_u8(&b, 1);
+        buffer_add_u32(&b, 4000);
+        raw_attr(&b, CKA_LABEL, WIRE_ATTR_BYTES, 0, 0);
+        assert_int_equal(raw_decode(&b, ARENA_LIMIT), -EBADMSG);
+
+        /* Nesting too deep: a template in a template in a template. */
+        CREATE(b);
+        buffer_add_u8(&b, 1);
+        buffer_add_u32(&b, 1);
+        raw_attr(&b, CKA_WRAP_TEMPLATE, WIRE_ATTR_TEMPLATE, 1, 1);
+        raw_attr(&b, CKA_WRAP_TEMPLATE, WIRE_ATTR_TEMPLATE, 1, 1);
+        raw_attr(&b, CKA_LABEL, WIRE_ATTR_BYTES, 0, 0);
+        assert_int_equal(raw_decode(&b, ARENA_LIMIT), -EBADMSG);
+        /* ... while two levels are fine. */
+        CREATE(b);
+        buffer_add_u8(&b, 1);
+        buffer_add_u32(&b, 1);
+        raw_attr(&b, CKA_WRAP_TEMPLATE, WIRE_ATTR_TEMPLATE, 1, 1);
+        raw_attr(&b, CKA_LABEL, WIRE_ATTR_BYTES, 0, 0);
+        assert_int_equal(raw_decode(&b, ARENA_LIMIT), 0);
+
+        /* A template type sent as raw bytes (they would be read as pointers). */
+        CREATE(b);
+        buffer_add_u8(&b, 1);
+        buffer_add_u32(&b, 1);
+        raw_attr(&b, CKA_WRAP_TEMPLATE, WIRE_ATTR_BYTES, 1, 24);
+        buffer_add_bytes(&b, "0123456789abcdef01234567", 24);
+        assert_int_equal(raw_decode(&b, ARENA_LIMIT), -EBADMSG);
+        /* A bytes type sent as a template. */
+        CREATE(b);
+        buffer_add_u8(&b, 1);
+        buffer_add_u32(&b, 1);
+        raw_attr(&b, CKA_LABEL, WIRE_ATTR_TEMPLATE, 1, 1);
+        raw_attr(&b, CKA_LABEL, WIRE_ATTR_BYTES, 0, 0);
+        assert_int_equal(raw_decode(&b, ARENA_LIMIT), -EBADMSG);
+        /* An unknown kind, a flag that is not 0 or 1. */
+        CREATE(b);
+        buffer_add_u8(&b, 1);
+        buffer_add_u32(&b, 1);
+        raw_attr(&b, CKA_LABEL, 7, 0, 0);
+        assert_int_equal(raw_decode(&b, ARENA_LIMIT), -EBADMSG);
+        CREATE(b);
+        buffer_add_u8(&b, 2);
+        buffer_add_u32(&b, 0);
+        assert_int_equal(raw_decode(&b, ARENA_LIMIT), -EBADMSG);
+        /* A ULONGS length that would overflow a multiplication. */
+        CREATE(b);
+        buffer_add_u8(&b, 1);
+        buffer_add_u32(&b, 1);
+        raw_attr(&b, CKA_ALLOWED_MECHANISMS, WIRE_ATTR_ULONGS, 1, UINT64_MAX / 4);
+        assert_int_equal(raw_decode(&b, ARENA_LIMIT), -EBADMSG);
+        CREATE(b);
+        buffer_add_u8(&b, 1);
+        buffer_add_u32(&b, 1);
+        raw_attr(&b, CKA_ALLOWED_MECHANISMS, WIRE_ATTR_ULONGS, 0, UINT64_MAX / 4);
+        assert_int_equal(raw_decode(&b, ARENA_LIMIT), -EBADMSG);
+        /* Bytes longer than the frame. */
+        CREATE(b);
+        buffer_add_u8(&b, 1);
+        buffer_add_u32(&b, 1);
+        raw_attr(&b, CKA_LABEL, WIRE_ATTR_BYTES, 1, UINT64_MAX - 1);
+        assert_int_equal(raw_decode(&b, ARENA_LIMIT), -EBADMSG);
+
+        /* The arena limit. */
+        CREATE(b);
+        buffer_add_u8(&b, 1);
+        buffer_add_u32(&b, 1);
+        raw_attr(&b, CKA_VALUE, WIRE_ATTR_BYTES, 1, 5000);
+        for (int i = 0; i < 5000; i++)
+                buffer_add_u8(&b, (uint8_t) i);
+        assert_int_equal(raw_decode(&b, 4096), -ENOMEM);
+#undef CREATE
+
+        /* C_SignInit: S m O. A struct kind that does not belong to the mechanism. */
+        raw_begin(&b, KYSO_CALL_C_SignInit);
+        buffer_add_u64(&b, 1);
+        buffer_add_u8(&b, 1);
+        buffer_add_u64(&b, CKM_RSA_PKCS);
+        buffer_add_u8(&b, WIRE_PARAM_ULONG);
+        buffer_add_u64(&b, 5);
+        buffer_add_u64(&b, 2);
+        assert_int_equal(raw_decode(&b, ARENA_LIMIT), -EBADMSG);
+        /* Raw bytes the size of the mechanism's structure. */
+        raw_begin(&b, KYSO_CALL_C_SignInit);
+        buffer_add_u64(&b, 1);
+        buffer_add_u8(&b, 1);
+        buffer_add_u64(&b, CKM_RSA_PKCS_OAEP);
+        buffer_add_u8(&b, WIRE_PARAM_BYTES);
+        buffer_add_u64(&b, sizeof(CK_RSA_PKCS_OAEP_PARAMS));
+        for (size_t i = 0; i < sizeof(CK_RSA_PKCS_OAEP_PARAMS); i++)
+                buffer_add_u8(&b, 0x41);
+        buffer_add_u64(&b, 2);
+        assert_int_equal(raw_decode(&b, ARENA_LIMIT), -EBADMSG);
+        /* A message-only kind in a mechanism, and an unknown kind. */
+        raw_begin(&b, KYSO_CALL_C_SignInit);
+        buffer_add_u64(&b, 1);
+        buffer_add_u8(&b, 1);
+        buffer_add_u64(&b, CKM_AES_GCM);
+        buffer_add_u8(&b, WIRE_PARAM_GCM_MESSAGE);
+        assert_int_equal(raw_decode(&b, ARENA_LIMIT), -EBADMSG);
+        raw_begin(&b, KYSO_CALL_C_SignInit);
+        buffer_add_u64(&b, 1);
+        buffer_add_u8(&b, 1);
+        buffer_add_u64(&b, CKM_AES_GCM);
+        buffer_add_u8(&b, _WIRE_PARAM_MAX);
+        assert_int_equal(raw_decode(&b, ARENA_LIMIT), -EBADMSG);
+        /* CHACHA20 with a nonce length that disagrees with its bit count. */
+        raw_begin(&b, KYSO_CALL_C_SignInit);
+        buffer_add_u64(&b, 1);
+        buffer_add_u8(&b, 1);
+        buffer_add_u64(&b, 0x1226);
+        buffer_add_u8(&b, WIRE_PARAM_CHACHA20);
+        buffer_add_u64(&b, 32);
+        buffer_add_u8(&b, 1);
+        buffer_add_u64(&b, 8); /* 32 bits are 4 bytes */
+        buffer_add_bytes(&b, "01234567", 8);
+        assert_int_equal(raw_decode(&b, ARENA_LIMIT), -EBADMSG);
+
+        /* C_GetAttributeValue: S O A. A nested request too deep, a count over the limit. */
+        raw_begin(&b, KYSO_CALL_C_GetAttributeValue);
+        buffer_add_u64(&b, 1);
+        buffer_add_u64(&b, 2);
+        buffer_add_u32(&b, 1);
+        raw_attr(&b, CKA_WRAP_TEMPLATE, WIRE_ATTR_TEMPLATE, 1, 1);
+        raw_attr(&b, CKA_WRAP_TEMPLATE, WIRE_ATTR_TEMPLATE, 1, 1);
+        raw_attr(&b, CKA_LABEL, WIRE_ATTR_BYTES, 1, 1);
+        assert_int_equal(raw_decode(&b, ARENA_LIMIT), -EBADMSG);
+        raw_begin(&b, KYSO_CALL_C_GetAttributeValue);
+        buffer_add_u64(&b, 1);
+        buffer_add_u64(&b, 2);
+        buffer_add_u32(&b, WIRE_TEMPLATE_COUNT_MAX + 1);
+        for (unsigned i = 0; i <= WIRE_TEMPLATE_COUNT_MAX; i++)
+                raw_attr(&b, CKA_LABEL, WIRE_ATTR_BYTES, 0, 0);
+        assert_int_equal(raw_decode(&b, ARENA_LIMIT), -EBADMSG);
+        /* A ULONGS type asked for as bytes. */
+        raw_begin(&b, KYSO_CALL_C_GetAttributeValue);
+        buffer_add_u64(&b, 1);
+        buffer_add_u64(&b, 2);
+        buffer_add_u32(&b, 1);
+        raw_attr(&b, CKA_CLASS, WIRE_ATTR_BYTES, 1, 8);
+        assert_int_equal(raw_decode(&b, ARENA_LIMIT), -EBADMSG);
+        /* Huge capacities are capped, so they cost the arena a frame, not 2^64. */
+        raw_begin(&b, KYSO_CALL_C_GetAttributeValue);
+        buffer_add_u64(&b, 1);
+        buffer_add_u64(&b, 2);
+        buffer_add_u32(&b, 1);
+        raw_attr(&b, CKA_ALLOWED_MECHANISMS, WIRE_ATTR_ULONGS, 1, UINT64_MAX);
+        assert_int_equal(raw_decode(&b, ARENA_LIMIT), 0);
+        raw_begin(&b, KYSO_CALL_C_GetAttributeValue);
+        buffer_add_u64(&b, 1);
+        buffer_add_u64(&b, 2);
+        buffer_add_u32(&b, 1);
+        raw_attr(&b, CKA_VALUE, WIRE_ATTR_BYTES, 1, UINT64_MAX);
+        assert_int_equal(raw_decode(&b, KYSO_WIRE_FRAME_MAX / 2), -ENOMEM);
+
+        /* C_GenerateRandom: S r, more than a reply can carry. */
+        raw_begin(&b, KYSO_CALL_C_GenerateRandom);
+        buffer_add_u64(&b, 1);
+        buffer_add_u64(&b, KYSO_WIRE_FRAME_MAX);
+        assert_int_equal(raw_decode(&b, ARENA_LIMIT), -EBADMSG);
+
+        /* C_GetSlotList: b l, a bool that is 2. */
+        raw_begin(&b, KYSO_CALL_C_GetSlotList);
+        buffer_add_u8(&b, 2);
+        buffer_add_u8(&b, 1);
+        buffer_add_u64(&b, 0);
+        assert_int_equal(raw_decode(&b, ARENA_LIMIT), -EBADMSG);
+
+        /* C_EncryptMessageBegin: S p y, with an unknown message kind and a mechanism kind. */
+        raw_begin(&b, KYSO_CALL_C_EncryptMessageBegin);
+        buffer_add_u64(&b, 1);
+        buffer_add_u8(&b, WIRE_PARAM_GCM);
+        assert_int_equal(raw_decode(&b, ARENA_LIMIT), -EBADMSG);
+}
+
+/* Builds a reply payload by hand for a call: serial, id, rv, outputs-present. */
+static void raw_reply(Buffer *b, WireCall call, CK_RV rv, bool present)
+{
+        buffer_init(b, SIZE_MAX);
+        buffer_add_u32(b, 1);
+        buffer_add_u32(b, call);
+        buffer_add_u64(b, rv);
+        buffer_add_u8(b, present);
+}
+
+static void test_malformed_replies(void **state)
+{
+        WireArg args[KYSO_WIRE_ARGS_MAX] = {};
+        uint8_t sig[8];
+        CK_ULONG sig_len = sizeof(sig);
+        CK_RV rv = 0;
+        Buffer b;
+
+        memset(sig, 0xcc, sizeof(sig));
+        args[2] = (WireArg) { .ptr = sig, .len_ptr = &sig_len };
+
+        /* Valid: 8 bytes into 8. */
+        raw_reply(&b, KYSO_CALL_C_Sign, CKR_OK, true);
+        buffer_add_u64(&b, 8);
+        buffer_add_u8(&b, 1);
+        buffer_add_bytes(&b, "abcdefgh", 8);
+        assert_int_equal(wire_decode_reply(b.data, b.len, KYSO_CALL_C_Sign, args, &rv), 0);
+        assert_memory_equal(sig, "abcdefgh", 8);
+        buffer_done(&b);
+
+        /* More than the capacity the request offered. */
+        sig_len = 8;
+        memset(sig, 0xcc, sizeof(sig));
+        raw_reply(&b, KYSO_CALL_C_Sign, CKR_OK, true);
+        buffer_add_u64(&b, 9);
+        buffer_add_u8(&b, 1);
+        buffer_add_bytes(&b, "abcdefghi", 9);
+        assert_int_equal(wire_decode_reply(b.data, b.len, KYSO_CALL_C_Sign, args, &rv), -EBADMSG);
+        assert_int_equal(sig[0], 0xcc);
+        assert_int_equal(sig_len, 8);
+        buffer_done(&b);
+
+        /* Data for a length query. */
+        args[2] = (WireArg) { .ptr = NULL, .len_ptr = &sig_len };
+        raw_reply(&b, KYSO_CALL_C_Sign, CKR_OK, true);
+        buffer_add_u64(&b, 1);
+        buffer_add_u8(&b, 1);
+        buffer_add_u8(&b, 'x');
+        assert_int_equal(wire_decode_reply(b.data, b.len, KYSO_CALL_C_Sign, args, &rv), -EBADMSG);
+        buffer_done(&b);
+        args[2] = (WireArg) { .ptr = sig, .len_ptr = &sig_len };
+
+        /* Outputs-present that contradicts the rv, both ways. */
+        raw_reply(&b, KYSO_CALL_C_Sign, CKR_KEY_HANDLE_INVALID, true);
+        buffer_add_u64(&b, 0);
+        buffer_add_u8(&b, 0);
+        assert_int_equal(wire_decode_reply(b.data, b.len, KYSO_CALL_C_Sign, args, &rv), -EBADMSG);
+        buffer_done(&b);
+        raw_reply(&b, KYSO_CALL_C_Sign, CKR_OK, false);
+        assert_int_equal(wire_decode_reply(b.data, b.len, KYSO_CALL_C_Sign, args, &rv), -EBADMSG);
+        buffer_done(&b);
+        raw_reply(&b, KYSO_CALL_C_Sign, CKR_OK, 2);
+        assert_int_equal(wire_decode_reply(b.data, b.len, KYSO_CALL_C_Sign, args, &rv), -EBADMSG);
+        buffer_done(&b);
+
+        /* 'l' over the capacity. */
+        {
+                CK_ULONG list[2] = {}, n = 2;
+
+                memset(args, 0, sizeof(args));
+                args[1] = (WireArg) { .ptr = list, .len_ptr = &n };
+                raw_reply(&b, KYSO_CALL_C_GetSlotList, CKR_OK, true);
+                buffer_add_u64(&b, 3);
+                buffer_add_u8(&b, 1);
+                buffer_add_u64(&b, 1);
+                buffer_add_u64(&b, 2);
+                buffer_add_u64(&b, 3);
+                assert_int_equal(wire_decode_reply(b.data, b.len, KYSO_CALL_C_GetSlotList, args, &rv), -EBADMSG);
+                assert_int_equal(list[0], 0);
+                assert_int_equal(n, 2);
+                buffer_done(&b);
+        }
+        /* 'H' over the limit. */
+        {
+                CK_OBJECT_HANDLE *h = NULL;
+                CK_ULONG n = 0;
+
+                memset(args, 0, sizeof(args));
+                args[2] = (WireArg) { .ptr = &h, .len_ptr = &n };
+                raw_reply(&b, KYSO_CALL_C_FindObjectsInit, CKR_OK, true);
+                buffer_add_u32(&b, WIRE_LIST_COUNT_MAX + 1);
+                for (unsigned i = 0; i <= WIRE_LIST_COUNT_MAX; i++)
+                        buffer_add_u64(&b, i);
+                assert_int_equal(wire_decode_reply(b.data, b.len, KYSO_CALL_C_FindObjectsInit, args, &rv),
+                                 -EBADMSG);
+                assert_null(h);
+                buffer_done(&b);
+                /* A count the bytes cannot hold. */
+                raw_reply(&b, KYSO_CALL_C_FindObjectsInit, CKR_OK, true);
+                buffer_add_u32(&b, 1000);
+                buffer_add_u64(&b, 1);
+                assert_int_equal(wire_decode_reply(b.data, b.len, KYSO_CALL_C_FindObjectsInit, args, &rv),
+                                 -EBADMSG);
+                assert_null(h);
+                buffer_done(&b);
+        }
+        /* 'A': a value larger than the attribute's buffer; a nested template larger than offered. */
+        {
+                uint8_t label[4] = { 1, 1, 1, 1 };
+                CK_ULONG v[1] = {};
+                CK_ATTRIBUTE nested[1] = { { 0, v, sizeof(v) } };
+                CK_ATTRIBUTE tmpl[2] = { { CKA_LABEL, label, sizeof(label) },
+                                         { CKA_WRAP_TEMPLATE, nested, sizeof(nested) } };
+
+                memset(args, 0, sizeof(args));
+                args[2] = (WireArg) { .ptr = tmpl, .len = 2 };
+                raw_reply(&b, KYSO_CALL_C_GetAttributeValue, CKR_OK, true);
+                buffer_add_u8(&b, WIRE_ATTR_BYTES);
+                buffer_add_u64(&b, 5);
+                buffer_add_u8(&b, 1);
+                buffer_add_bytes(&b, "ABCDE", 5);
+                buffer_add_u8(&b, WIRE_ATTR_TEMPLATE);
+                buffer_add_u64(&b, 0);
+                buffer_add_u8(&b, 1);
+                assert_int_equal(wire_decode_reply(b.data, b.len, KYSO_CALL_C_GetAttributeValue, args, &rv),
+                                 -EBADMSG);
+                assert_int_equal(label[0], 1);
+                assert_int_equal(tmpl[0].ulValueLen, 4);
+                buffer_done(&b);
+
+                raw_reply(&b, KYSO_CALL_C_GetAttributeValue, CKR_OK, true);
+                buffer_add_u8(&b, WIRE_ATTR_BYTES);
+                buffer_add_u64(&b, 4);
+                buffer_add_u8(&b, 1);
+                buffer_add_bytes(&b, "ABCD", 4);
+                buffer_add_u8(&b, WIRE_ATTR_TEMPLATE);
+                buffer_add_u64(&b, 2); /* two nested attributes into room for one */
+                buffer_add_u8(&b, 1);
+                for (int i = 0; i < 2; i++) {
+                        buffer_add_u64(&b, CKA_CLASS);
+                        buffer_add_u8(&b, WIRE_ATTR_ULONGS);
+                        buffer_add_u64(&b, 1);
+                        buffer_add_u8(&b, 1);
+                        buffer_add_u64(&b, CKO_DATA);
+                }
+                assert_int_equal(wire_decode_reply(b.data, b.len, KYSO_CALL_C_GetAttributeValue, args, &rv),
+                                 -EBADMSG);
+                assert_int_equal(label[0], 1);
+                buffer_done(&b);
+
+                /* The same with one nested attribute is fine, and the nested type arrives. */
+                raw_reply(&b, KYSO_CALL_C_GetAttributeValue, CKR_OK, true);
+                buffer_add_u8(&b, WIRE_ATTR_BYTES);
+                buffer_add_u64(&b, 4);
+                buffer_add_u8(&b, 1);
+                buffer_add_bytes(&b, "ABCD", 4);
+                buffer_add_u8(&b, WIRE_ATTR_TEMPLATE);
+                buffer_add_u64(&b, 1);
+                buffer_add_u8(&b, 1);
+                buffer_add_u64(&b, CKA_CLASS);
+                buffer_add_u8(&b, WIRE_ATTR_ULONGS);
+                buffer_add_u64(&b, 1);
+                buffer_add_u8(&b, 1);
+                buffer_add_u64(&b, CKO_DATA);
+                assert_int_equal(wire_decode_reply(b.data, b.len, KYSO_CALL_C_GetAttributeValue, args, &rv), 0);
+                assert_memory_equal(label, "ABCD", 4);
+                assert_int_equal(nested[0].type, CKA_CLASS);
+                assert_int_equal(v[0], CKO_DATA);
+                buffer_done(&b);
+        }
+        /* A reply for another call id. */
+        raw_reply(&b, KYSO_CALL_C_Verify, CKR_OK, false);
+        assert_int_equal(wire_decode_reply(b.data, b.len, KYSO_CALL_C_Sign, args, &rv), -EBADMSG);
+        buffer_done(&b);
+}
+
+/* A reply with a value larger than what the caller's buffer holds, found by the server's own encoder. */
+static void test_arena_limit_for_outputs(void **state)
+{
+        WireArg cargs[KYSO_WIRE_ARGS_MAX] = {}, sargs[KYSO_WIRE_ARGS_MAX];
+        uint8_t *req;
+        size_t len;
+        CK_ULONG n = KYSO_WIRE_FRAME_MAX;
+        uint32_t serial;
+        WireCall call;
+        Arena *a;
+
+        cargs[1] = (WireArg) { .ptr = "x", .len = 1 };
+        cargs[2] = (WireArg) { .ptr = &n, .len_ptr = &n };
+        req = encode_request(KYSO_CALL_C_Sign, cargs, &len);
+        a = arena_new(1024 * 1024);
+        assert_int_equal(wire_decode_request(req, len, a, &serial, &call, sargs), -ENOMEM);
+        /* Serial and call are known, so the server can answer CKR_HOST_MEMORY. */
+        assert_int_equal(serial, 0x1234);
+        assert_int_equal(call, KYSO_CALL_C_Sign);
+        arena_free(a);
+        free(req);
+}
+
+int main(void)
+{
+        const struct CMUnitTest tests[] = {
+                cmocka_unit_test(test_call_table),
+                cmocka_unit_test(test_rv_has_outputs),
+                cmocka_unit_test(test_attribute_kinds),
+                cmocka_unit_test(test_mechanism_params),
+                cmocka_unit_test(test_every_call),
+                cmocka_unit_test(test_every_call_error),
+                cmocka_unit_test(test_error_reply_refuses_outputs),
+                cmocka_unit_test(test_mechanism_param_kinds),
+                cmocka_unit_test(test_message_params),
+                cmocka_unit_test(test_message_param_reply_mismatch),
+                cmocka_unit_test(test_template_ulongs_odd_length),
+                cmocka_unit_test(test_output_length_semantics),
+                cmocka_unit_test(test_list_length_semantics),
+                cmocka_unit_test(test_get_attribute_semantics),
+                cmocka_unit_test(test_unavailable_information),
+                cmocka_unit_test(test_find_objects_empty),
+                cmocka_unit_test(test_generate_random_limits),
+                cmocka_unit_test(test_frame_header),
+                cmocka_unit_test(test_peek_and_unknown_call),
+                cmocka_unit_test(test_encode_bad_arguments),
+                cmocka_unit_test(test_malformed_requests),
+                cmocka_unit_test(test_malformed_replies),
+                cmocka_unit_test(test_arena_limit_for_outputs),
+        };
+
+        return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,640 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * kysoctl: the command-line tool for users and IT staff. Each command is
+ * one entry of the command table below; a command gets the parsed global
+ * options and its own arguments and returns an exit status (EXIT_OK,
+ * EXIT_FAILED, EXIT_USAGE, documented in kysoctl(1)).
+ *
+ * Commands that talk to kysod over its PKCS#11 socket make one blocking
+ * request/reply exchange at a time, so the client here is deliberately
+ * small: connect, HELLO, then a call. Frames are built and parsed only by
+ * common/wire.c; this file only moves bytes.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "buffer.h"
+#include "config.h"
+#include "log.h"
+#include "macro.h"
+#include "wire.h"
+
+enum {
+        EXIT_OK = 0,
+        EXIT_FAILED = 1, /* the daemon is unreachable, or the request failed */
+        EXIT_USAGE = 2,
+};
+
+/* A stuck daemon must not hang a shell script forever. */
+#define KYSOCTL_IO_TIMEOUT_SEC 30
+#define KYSOCTL_STATUS_INITIAL (1024U * 1024U)
+
+typedef struct Options {
+        const char *socket_path;
+        bool json;
+} Options;
+
+typedef struct Command {
+        const char *name;
+        const char *args;    /* synopsis of the command's own arguments, "" if none */
+        const char *summary; /* one line for the command list */
+        const char *help;    /* the rest of "kysoctl COMMAND --help" */
+        int (*run)(const Options *opts, int argc, char **argv);
+} Command;
+
+static const Command *command_find(const char *name);
+static void command_help(const Command *c);
+
+/* ------------------------------------------------------------------------- */
+/* The client: one connection, one request and one reply at a time.          */
+
+typedef struct Client {
+        int fd;
+        uint32_t serial;
+        const char *socket_path;
+} Client;
+
+static void client_done(Client *c)
+{
+        if (c->fd >= 0)
+                close(c->fd);
+        c->fd = -1;
+}
+
+static int write_all(int fd, const uint8_t *p, size_t n)
+{
+        while (n > 0) {
+                ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return negative_errno();
+                }
+                p += k;
+                n -= (size_t) k;
+        }
+        return 0;
+}
+
+static int read_all(int fd, uint8_t *p, size_t n)
+{
+        while (n > 0) {
+                ssize_t k = recv(fd, p, n, 0);
+                if (k < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return errno == EAGAIN ? -ETIMEDOUT : negative_errno();
+                }
+                if (k == 0)
+                        return -ECONNRESET; /* the daemon closed the connection */
+                p += k;
+                n -= (size_t) k;
+        }
+        return 0;
+}
+
+/* Returns 0 and the CK_RV of the call, or -errno for a transport or protocol failure. */
+static int client_call(Client *c, WireCall call, WireArg *args, CK_RV *ret_rv)
+{
+        _cleanup_(freep) uint8_t *payload = NULL;
+        uint8_t header[KYSO_WIRE_HEADER_SIZE];
+        uint32_t serial = ++c->serial, got_serial, got_call;
+        size_t len;
+        Buffer out;
+        int r;
+
+        buffer_init(&out, KYSO_WIRE_HEADER_SIZE + KYSO_WIRE_FRAME_MAX);
+        r = wire_encode_request(&out, serial, call, args);
+        if (r >= 0 && !buffer_ok(&out))
+                r = -ENOMEM;
+        if (r >= 0)
+                r = write_all(c->fd, out.data, out.len);
+        buffer_done(&out);
+        if (r < 0)
+                return r;
+
+        r = read_all(c->fd, header, sizeof(header));
+        if (r < 0)
+                return r;
+        r = wire_frame_length(header, &len);
+        if (r < 0)
+                return r;
+        payload = malloc(len);
+        if (!payload)
+                return -ENOMEM;
+        r = read_all(c->fd, payload, len);
+        if (r < 0)
+                return r;
+        r = wire_peek(payload, len, &got_serial, &got_call);
+        if (r < 0)
+                return r;
+        if (got_serial != serial || got_call != (uint32_t) call)
+                return -EBADMSG;
+        return wire_decode_reply(payload, len, call, args, ret_rv);
+}
+
+/* Logs what went wrong once, here, in words a user can act on. */
+static int client_connect(Client *c, const char *path)
+{
+        _cleanup_(closep) int fd = -1;
+        struct sockaddr_un sa = { .sun_family = AF_UNIX };
+        struct timeval tv = { .tv_sec = KYSOCTL_IO_TIMEOUT_SEC };
+        CK_ULONG server_version = 0, server_flags = 0;
+        WireArg hello[5] = {
+                { .value = KYSO_WIRE_MAGIC },
+                { .value = KYSO_WIRE_VERSION },
+                { .value = 1 }, /* handle base: kysoctl opens no sessions, any base will do */
+                { .ptr = &server_version },
+                { .ptr = &server_flags },
+        };
+        CK_RV rv = CKR_OK;
+        int r;
+
+        c->fd = -1;
+        c->serial = 0;
+        c->socket_path = path;
+
+        if (strlen(path) >= sizeof(sa.sun_path))
+                return log_error_errno(ENAMETOOLONG, "Socket path too long: %s", path);
+        memcpy(sa.sun_path, path, strlen(path) + 1);
+
+        fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+                return log_error_errno(errno, "Failed to create a socket: %m");
+        (void) setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        (void) setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+
+        if (connect(fd, (const struct sockaddr *) &sa, sizeof(sa)) < 0) {
+                char how[PATH_MAX + 32];
+
+                r = errno;
+                /* The system daemon is started by systemd; one on another socket is a development daemon. */
+                if (streq(path, KYSO_SOCKET_DEFAULT))
+                        snprintf(how, sizeof(how), "'systemctl start kysod'");
+                else
+                        snprintf(how, sizeof(how), "'kysod --socket %s'", path);
+
+                if (r == ENOENT || r == ENOTDIR)
+                        return log_error_errno(r,
+                                               "kysod is not running (no socket at %s): start it with %s.",
+                                               path, how);
+                if (r == ECONNREFUSED)
+                        return log_error_errno(r,
+                                               "kysod is not running (nothing listens on %s, "
+                                               "a stale socket): start it with %s.",
+                                               path, how);
+                if (r == EACCES || r == EPERM)
+                        return log_error_errno(r, "Permission denied connecting to kysod at %s.", path);
+                return log_error_errno(r, "Failed to connect to kysod at %s: %m", path);
+        }
+        c->fd = TAKE_FD(fd);
+
+        r = client_call(c, KYSO_CALL_HELLO, hello, &rv);
+        if (r < 0) {
+                client_done(c);
+                return log_error_errno(r, "kysod at %s did not complete the handshake: %m", path);
+        }
+        if (rv != CKR_OK) {
+                client_done(c);
+                return log_error_errno(EPROTO, "kysod at %s refused the handshake (CK_RV 0x%08lx).", path,
+                                       (unsigned long) rv);
+        }
+        return 0;
+}
+
+/*
+ * Fetches an 'o' output (a byte string with PKCS#11 length semantics):
+ * starts with a buffer of `initial` bytes and grows it when the daemon
+ * answers CKR_BUFFER_TOO_SMALL, since the value may grow between calls.
+ */
+static int client_call_output(Client *c, WireCall call, size_t initial, char **ret, size_t *ret_len)
+{
+        _cleanup_(freep) char *data = NULL;
+        size_t cap = initial;
+        CK_RV rv = CKR_OK;
+        int r;
+
+        for (unsigned attempt = 0; attempt < 4; attempt++) {
+                CK_ULONG len = cap;
+                WireArg args[1] = { { .ptr = NULL, .len_ptr = &len } };
+                char *p;
+
+                p = realloc(data, cap + 1);
+                if (!p)
+                        return log_oom();
+                data = p;
+                args[0].ptr = data;
+
+                r = client_call(c, call, args, &rv);
+                if (r < 0)
+                        return log_error_errno(r, "Lost the connection to kysod at %s: %m", c->socket_path);
+                if (rv == CKR_OK) {
+                        if (len > cap)
+                                return log_error_errno(EBADMSG, "kysod sent more than it was asked for.");
+                        data[len] = '\0';
+                        *ret_len = len;
+                        *ret = TAKE_PTR(data);
+                        return 0;
+                }
+                if (rv != CKR_BUFFER_TOO_SMALL || len <= cap || len > KYSO_WIRE_FRAME_MAX)
+                        break;
+                cap = len + len / 4; /* some headroom in case it grows again */
+        }
+        return log_error_errno(EIO, "kysod failed the %s request (CK_RV 0x%08lx).",
+                               wire_call_info(call)->name, (unsigned long) rv);
+}
+
+/* ------------------------------------------------------------------------- */
+/* status                                                                     */
+
+static const char *json_str(json_object *o, const char *key, const char *fallback)
+{
+        json_object *v;
+
+        if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+                return fallback;
+        return json_object_get_string(v);
+}
+
+static bool json_int(json_object *o, const char *key, int64_t *ret)
+{
+        json_object *v;
+
+        if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_int))
+                return false;
+        *ret = json_object_get_int64(v);
+        return true;
+}
+
+static json_object *json_array(json_object *o, const char *key)
+{
+        json_object *v;
+
+        if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_array))
+                return NULL;
+        return v;
+}
+
+static json_object *json_obj(json_object *o, const char *key)
+{
+        json_object *v;
+
+        if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_object))
+                return NULL;
+        return v;
+}
+
+static void print_flags(const char *indent, json_object *flags)
+{
+        size_t n = flags ? json_object_array_length(flags) : 0;
+
+        if (n == 0)
+                return;
+        printf("%sflags: ", indent);
+        for (size_t i = 0; i < n; i++) {
+                json_object *f = json_object_array_get_idx(flags, i);
+                bool is_str = json_object_is_type(f, json_type_string);
+
+                printf("%s%s", i ? ", " : "", is_str ? json_object_get_string(f) : "?");
+        }
+        printf("\n");
+}
+
+static void format_duration(int64_t s, char *buf, size_t size)
+{
+        int64_t d = s / 86400, h = s / 3600 % 24, m = s / 60 % 60, sec = s % 60;
+
+        if (s < 0)
+                snprintf(buf, size, "?");
+        else if (d > 0)
+                snprintf(buf, size, "%" PRId64 "d %" PRId64 "h %" PRId64 "min", d, h, m);
+        else if (h > 0)
+                snprintf(buf, size, "%" PRId64 "h %" PRId64 "min %" PRId64 "s", h, m, sec);
+        else if (m > 0)
+                snprintf(buf, size, "%" PRId64 "min %" PRId64 "s", m, sec);
+        else
+                snprintf(buf, size, "%" PRId64 "s", sec);
+}
+
+static const char *or_dash(const char *s)
+{
+        return *s ? s : "-";
+}
+
+static const char *plural(int64_t n, const char *one, const char *many)
+{
+        return n == 1 ? one : many;
+}
+
+static void print_status(json_object *st)
+{
+        json_object *backends = json_array(st, "backends"), *slots = json_array(st, "slots");
+        json_object *clients = json_obj(st, "clients"), *caller = json_obj(st, "caller");
+        int64_t pid = -1, uptime = -1, n, m;
+        char up[64];
+
+        json_int(st, "pid", &pid);
+        json_int(st, "uptime_seconds", &uptime);
+        format_duration(uptime, up, sizeof(up));
+
+        printf("kysod %s, pid %" PRId64 ", up %s\n", json_str(st, "version", "?"), pid, up);
+        printf("  socket:    %s\n", json_str(st, "socket", "?"));
+        printf("  state dir: %s\n", json_str(st, "state_dir", "?"));
+        if (clients && json_int(clients, "connected", &n) && json_int(clients, "sessions", &m))
+                printf("  clients:   %" PRId64 " connected, %" PRId64 " open %s\n", n, m,
+                       plural(m, "session", "sessions"));
+        if (caller && json_int(caller, "sessions", &n))
+                printf("  you:       %" PRId64 " open %s\n", n, plural(n, "session", "sessions"));
+
+        n = backends ? (int64_t) json_object_array_length(backends) : 0;
+        printf("\nBackends (%" PRId64 "):\n", n);
+        if (n == 0)
+                printf("  none: kysod loaded no PKCS#11 module (see 'module =' in kysod.conf(5))\n");
+        for (int64_t i = 0; i < n; i++) {
+                json_object *b = json_object_array_get_idx(backends, (size_t) i);
+                int64_t idx = i, nslots = -1;
+
+                json_int(b, "index", &idx);
+                json_int(b, "slots", &nslots);
+                printf("  [%" PRId64 "] %s\n", idx, json_str(b, "path", "?"));
+                printf("      %s: %s, library %s, Cryptoki %s", json_str(b, "manufacturer", "?"),
+                       json_str(b, "description", "?"), json_str(b, "library_version", "?"),
+                       json_str(b, "cryptoki_version", "?"));
+                if (nslots >= 0)
+                        printf(", %" PRId64 " %s", nslots, plural(nslots, "slot", "slots"));
+                printf("\n");
+        }
+
+        n = slots ? (int64_t) json_object_array_length(slots) : 0;
+        printf("\nSlots (%" PRId64 "):\n", n);
+        for (int64_t i = 0; i < n; i++) {
+                json_object *s = json_object_array_get_idx(slots, (size_t) i);
+                json_object *tok = json_obj(s, "token");
+                int64_t id = -1, backend = -1;
+                const char *label;
+
+                json_int(s, "id", &id);
+                json_int(s, "backend", &backend);
+                printf("  slot %" PRId64 " (backend %" PRId64 "): %s\n", id, backend,
+                       json_str(s, "description", "?"));
+                print_flags("      slot ", json_array(s, "flags"));
+                if (!tok) {
+                        printf("      no token\n");
+                        continue;
+                }
+                label = json_str(tok, "label", "?");
+                if (*label)
+                        printf("      token \"%s\"", label);
+                else
+                        printf("      token without a label");
+                printf(", serial %s, %s %s\n", or_dash(json_str(tok, "serial", "?")),
+                       or_dash(json_str(tok, "manufacturer", "?")), or_dash(json_str(tok, "model", "?")));
+                print_flags("      token ", json_array(tok, "flags"));
+        }
+}
+
+static int run_status(const Options *opts, int argc, char **argv)
+{
+        _cleanup_(freep) char *text = NULL;
+        json_object *st;
+        Client client;
+        size_t len = 0;
+        int r;
+
+        if (argc > 1) {
+                log_error("'status' takes no arguments; see 'kysoctl status --help'.");
+                return EXIT_USAGE;
+        }
+
+        r = client_connect(&client, opts->socket_path);
+        if (r < 0)
+                return EXIT_FAILED;
+        r = client_call_output(&client, KYSO_CALL_DAEMON_STATUS, KYSOCTL_STATUS_INITIAL, &text, &len);
+        client_done(&client);
+        if (r < 0)
+                return EXIT_FAILED;
+
+        st = json_tokener_parse(text);
+        if (!st || !json_object_is_type(st, json_type_object)) {
+                json_object_put(st);
+                log_error("kysod sent a status that is not a JSON object.");
+                return EXIT_FAILED;
+        }
+        if (opts->json)
+                printf("%s\n", json_object_to_json_string_ext(st, JSON_C_TO_STRING_PRETTY |
+                                                                          JSON_C_TO_STRING_SPACED |
+                                                                          JSON_C_TO_STRING_NOSLASHESCAPE));
+        else
+                print_status(st);
+        json_object_put(st);
+        return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAILED;
+}
+
+/* ------------------------------------------------------------------------- */
+/* help                                                                       */
+
+static int run_help(const Options *opts, int argc, char **argv);
+
+static const Command commands[] = {
+        {
+                .name = "status",
+                .args = "",
+                .summary = "Show the daemon, its backends, slots and tokens",
+                .help = "Connects to kysod and prints its version, process id, uptime, the PKCS#11\n"
+                        "modules it loaded (backends), every slot with its token (label, serial,\n"
+                        "flags), and how many clients and sessions it serves. With --json, prints the\n"
+                        "daemon's status document as it is. Exits with 1 if kysod cannot be reached.\n",
+                .run = run_status,
+        },
+        {
+                .name = "help",
+                .args = "[COMMAND]",
+                .summary = "Show help for kysoctl or for one command",
+                .help = "Prints the list of commands, or the help of COMMAND.\n",
+                .run = run_help,
+        },
+};
+
+static const Command *command_find(const char *name)
+{
+        for (size_t i = 0; i < ELEMENTSOF(commands); i++)
+                if (streq(commands[i].name, name))
+                        return &commands[i];
+        return NULL;
+}
+
+static void main_help(void)
+{
+        printf("Usage: kysoctl [OPTIONS] COMMAND [ARGS]\n"
+               "\n"
+               "Control and inspect kysod, the kyso PKCS#11 token daemon.\n"
+               "\n"
+               "Options:\n"
+               "  -s, --socket PATH   kysod's socket (default: $KYSO_SOCKET, else %s)\n"
+               "  -j, --json          print machine-readable JSON\n"
+               "  -h, --help          show this help (or a command's, after the command)\n"
+               "  -V, --version       show the version\n"
+               "\n"
+               "Commands:\n",
+               KYSO_SOCKET_DEFAULT);
+        for (size_t i = 0; i < ELEMENTSOF(commands); i++) {
+                char synopsis[64];
+                snprintf(synopsis, sizeof(synopsis), "%s %s", commands[i].name, commands[i].args);
+                printf("  %-18s  %s\n", synopsis, commands[i].summary);
+        }
+        printf("\n"
+               "Exit status: 0 success, 1 kysod unreachable or the request failed, 2 usage error.\n"
+               "See kysoctl(1).\n");
+}
+
+static void command_help(const Command *c)
+{
+        printf("Usage: kysoctl [OPTIONS] %s%s%s\n\n%s\n%s\n", c->name, *c->args ? " " : "", c->args,
+               c->summary, c->help);
+        printf("Options: see 'kysoctl --help'.\n");
+}
+
+static int run_help(const Options *opts, int argc, char **argv)
+{
+        const Command *c;
+
+        if (argc < 2) {
+                main_help();
+                return EXIT_OK;
+        }
+        if (argc > 2) {
+                log_error("'help' takes at most one command name.");
+                return EXIT_USAGE;
+        }
+        c = command_find(argv[1]);
+        if (!c) {
+                log_error("Unknown command '%s'; see 'kysoctl --help'.", argv[1]);
+                return EXIT_USAGE;
+        }
+        command_help(c);
+        return EXIT_OK;
+}
+
+/* ------------------------------------------------------------------------- */
+
+/*
+ * Global options may stand before or after the command ("kysoctl --json status" and
+ * "kysoctl status --json"). Parsing stops at the first non-option so that the command's
+ * own arguments are never mistaken for kysoctl's; then the command's arguments are
+ * parsed again for the global options. Returns 0, 1 for --version (done), -EINVAL.
+ */
+static int parse_options(int argc, char **argv, Options *opts, bool *want_help)
+{
+        static const struct option long_options[] = {
+                { "socket", required_argument, NULL, 's' },
+                { "json", no_argument, NULL, 'j' },
+                { "help", no_argument, NULL, 'h' },
+                { "version", no_argument, NULL, 'V' },
+                {},
+        };
+        int c;
+
+        while ((c = getopt_long(argc, argv, "+s:jhV", long_options, NULL)) >= 0) {
+                switch (c) {
+                case 's':
+                        opts->socket_path = optarg;
+                        break;
+                case 'j':
+                        opts->json = true;
+                        break;
+                case 'h':
+                        *want_help = true;
+                        break;
+                case 'V':
+                        printf("kysoctl %s\n", PACKAGE_VERSION);
+                        return 1;
+                default:
+                        return -EINVAL;
+                }
+        }
+        return 0;
+}
+
+int main(int argc, char **argv)
+{
+        _cleanup_(freep) char **cmd_argv = NULL;
+        Options opts = { .socket_path = NULL };
+        bool want_help = false;
+        const Command *cmd;
+        int cmd_argc = 0, sub_argc, r;
+        char **sub_argv;
+
+        log_setup("kysoctl", LOG_INFO);
+
+        r = parse_options(argc, argv, &opts, &want_help);
+        if (r != 0)
+                goto options_done;
+
+        if (optind >= argc) {
+                if (want_help) {
+                        main_help();
+                        return EXIT_OK;
+                }
+                log_error("No command given; see 'kysoctl --help'.");
+                return EXIT_USAGE;
+        }
+
+        cmd = command_find(argv[optind]);
+        if (!cmd) {
+                log_error("Unknown command '%s'; see 'kysoctl --help'.", argv[optind]);
+                return EXIT_USAGE;
+        }
+
+        /* The command's own arguments: global options among them are taken out, the rest kept in order. */
+        sub_argc = argc - optind;
+        sub_argv = argv + optind;
+        cmd_argv = calloc((size_t) sub_argc + 1, sizeof(char *));
+        if (!cmd_argv) {
+                log_oom();
+                return EXIT_FAILED;
+        }
+        cmd_argv[cmd_argc++] = sub_argv[0];
+        sub_argv[0] = argv[0]; /* getopt names the program in its messages */
+        optind = 1;
+        for (;;) {
+                r = parse_options(sub_argc, sub_argv, &opts, &want_help);
+                if (r != 0 || optind >= sub_argc)
+                        break;
+                if (streq(sub_argv[optind - 1], "--")) {
+                        /* After "--" everything belongs to the command. */
+                        while (optind < sub_argc)
+                                cmd_argv[cmd_argc++] = sub_argv[optind++];
+                        break;
+                }
+                cmd_argv[cmd_argc++] = sub_argv[optind++];
+        }
+
+options_done:
+        if (r > 0)
+                return EXIT_OK; /* --version */
+        if (r < 0) {
+                fprintf(stderr, "See 'kysoctl --help'.\n");
+                return EXIT_USAGE;
+        }
+
+        if (!opts.socket_path) {
+                const char *e = getenv("KYSO_SOCKET");
+                opts.socket_path = e && *e ? e : KYSO_SOCKET_DEFAULT;
+        }
+
+        if (want_help) {
+                command_help(cmd);
+                return EXIT_OK;
+        }
+        return cmd->run(&opts, cmd_argc, cmd_argv);
+}
