@@ -4,7 +4,13 @@
 # Runs a command against a real kysod serving a fresh SoftHSM2 token, then
 # stops the daemon (by its PID) and removes everything it made.
 #
-#   with-kysod.sh [--tokens N] [--no-daemon] [--] COMMAND [ARGS...]
+#   with-kysod.sh [--tokens N] [--mock NAME:KEY=V,...]... [--no-daemon] [--] COMMAND [ARGS...]
+#
+# --mock adds a second kind of backend: a copy of tests/mock's wrapping module
+# ($KYSO_MOCK_MODULE) named NAME.so over a private copy of SoftHSM2 with its own
+# store holding one token labelled "kyso-NAME" (same PINs), configured with the
+# given keys (see tests/mock/mock-pkcs11.c: hardware=1, sign_delay_ms=N, ...).
+# Its stats file is $KYSO_TEST_DIR/NAME.stats.
 #
 # Paths come from the environment (meson sets them): KYSOD, KYSO_MODULE,
 # SOFTHSM_MODULE, KYSOCTL. The command sees:
@@ -20,9 +26,11 @@ set -euo pipefail
 
 tokens=1
 daemon=1
+mocks=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --tokens) tokens="$2"; shift 2 ;;
+        --mock) mocks+=("$2"); shift 2 ;;
         --no-daemon) daemon=0; shift ;;
         --) shift; break ;;
         *) break ;;
@@ -52,6 +60,29 @@ for i in $(seq 1 "$tokens"); do
         --so-pin "$KYSO_TEST_SO_PIN" --pin "$KYSO_TEST_PIN" >/dev/null
 done
 
+# Each mock backend: its own module copy, its own SoftHSM2 copy (separate state) and store.
+extra_backends=()
+for spec in "${mocks[@]}"; do
+    name=${spec%%:*}
+    settings=${spec#*:}
+    [ "$settings" = "$spec" ] && settings=
+    : "${KYSO_MOCK_MODULE:?KYSO_MOCK_MODULE must name the mock module for --mock}"
+    mdir="$KYSO_TEST_DIR/mock-$name"
+    mkdir -p "$mdir/tokens"
+    cp "$KYSO_MOCK_MODULE" "$KYSO_TEST_DIR/$name.so"
+    cp "$SOFTHSM_MODULE" "$mdir/softhsm.so"
+    printf 'directories.tokendir = %s/tokens/\nobjectstore.backend = file\nlog.level = ERROR\n' "$mdir" >"$mdir/softhsm2.conf"
+    SOFTHSM2_CONF="$mdir/softhsm2.conf" softhsm2-util --init-token --free --label "kyso-$name" \
+        --so-pin "$KYSO_TEST_SO_PIN" --pin "$KYSO_TEST_PIN" >/dev/null
+    {
+        echo "target=$mdir/softhsm.so"
+        echo "softhsm2_conf=$mdir/softhsm2.conf"
+        echo "stats=$KYSO_TEST_DIR/$name.stats"
+        tr ',' '\n' <<<"$settings"
+    } >"$KYSO_TEST_DIR/$name.so.conf"
+    extra_backends+=(--backend "$KYSO_TEST_DIR/$name.so")
+done
+
 wait_for_socket() {
     local i
     for i in $(seq 1 200); do
@@ -74,7 +105,7 @@ PY
 
 start_kysod() {
     "$KYSOD" --state-dir "$KYSO_TEST_DIR/state" --socket "$KYSO_SOCKET" \
-        --backend "$SOFTHSM_MODULE" --log-level "${KYSO_TEST_LOG_LEVEL:-info}" \
+        --backend "$SOFTHSM_MODULE" "${extra_backends[@]}" --log-level "${KYSO_TEST_LOG_LEVEL:-info}" \
         >>"$KYSO_TEST_DIR/kysod.log" 2>&1 &
     echo $! >"$KYSO_TEST_DIR/kysod.pid"
     wait_for_socket
@@ -118,7 +149,7 @@ set -e
 export SOFTHSM2_CONF="$SOFTHSM2_CONF" KYSO_SOCKET="$KYSO_SOCKET"
 pid=\$(cat "$KYSO_TEST_DIR/kysod.pid" 2>/dev/null || true)
 if [ -n "\$pid" ] && kill -0 "\$pid" 2>/dev/null; then kill -TERM "\$pid"; while kill -0 "\$pid" 2>/dev/null; do sleep 0.05; done; fi
-"$KYSOD" --state-dir "$KYSO_TEST_DIR/state" --socket "$KYSO_SOCKET" --backend "$SOFTHSM_MODULE" \
+"$KYSOD" --state-dir "$KYSO_TEST_DIR/state" --socket "$KYSO_SOCKET" --backend "$SOFTHSM_MODULE" ${extra_backends[*]:-} \
     --log-level "${KYSO_TEST_LOG_LEVEL:-info}" >>"$KYSO_TEST_DIR/kysod.log" 2>&1 &
 echo \$! >"$KYSO_TEST_DIR/kysod.pid"
 for i in \$(seq 1 200); do
