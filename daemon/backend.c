@@ -677,6 +677,30 @@ CK_RV backend_get_bool_attribute(Slot *s, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE 
         return rv;
 }
 
+CK_RV backend_object_visibility(Slot *s, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, bool *ret_token, bool *ret_private)
+{
+        CK_BBOOL token = CK_TRUE, priv = CK_FALSE;
+        CK_ATTRIBUTE a[] = {
+                { .type = CKA_TOKEN, .pValue = &token, .ulValueLen = sizeof(token) },
+                { .type = CKA_PRIVATE, .pValue = &priv, .ulValueLen = sizeof(priv) },
+        };
+        CK_RV rv;
+
+        rv = s->backend->f->C_GetAttributeValue(h, o, a, ELEMENTSOF(a));
+        /* An object without these attributes is a public token object, as the specification's defaults say;
+         * anything else wrong means the object cannot be judged, and so is not shown. */
+        if (rv != CKR_OK && rv != CKR_ATTRIBUTE_TYPE_INVALID)
+                return rv;
+        *ret_token = a[0].ulValueLen == sizeof(token) ? token != CK_FALSE : true;
+        *ret_private = a[1].ulValueLen == sizeof(priv) ? priv != CK_FALSE : false;
+        return CKR_OK;
+}
+
+CK_RV backend_destroy_object(Slot *s, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o)
+{
+        return s->backend->f->C_DestroyObject(h, o);
+}
+
 CK_RV backend_find_all(Slot *s, CK_SESSION_HANDLE h, CK_ATTRIBUTE *tmpl, CK_ULONG count,
                        CK_OBJECT_HANDLE **ret_handles, size_t *ret_n)
 {

@@ -96,6 +96,9 @@ CK_RV backend_logout(Slot *s, CK_SESSION_HANDLE h);
 CK_RV backend_session_info(Slot *s, CK_SESSION_HANDLE h, CK_SESSION_INFO *ret);
 CK_RV backend_get_bool_attribute(Slot *s, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, CK_ATTRIBUTE_TYPE type,
                                  CK_BBOOL *ret);
+/* CKA_TOKEN and CKA_PRIVATE of an object: what decides which clients may see it. */
+CK_RV backend_object_visibility(Slot *s, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, bool *ret_token, bool *ret_private);
+CK_RV backend_destroy_object(Slot *s, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o);
 /* Runs a whole search; *ret_handles is malloc()ed. */
 CK_RV backend_find_all(Slot *s, CK_SESSION_HANDLE h, CK_ATTRIBUTE *tmpl, CK_ULONG count,
                        CK_OBJECT_HANDLE **ret_handles, size_t *ret_n);

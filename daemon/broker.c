@@ -30,9 +30,17 @@ typedef struct Session {
         unsigned refs; /* guarded by the client's lock */
 } Session;
 
+/*
+ * An object a client has a handle for. is_token and is_private decide who may
+ * see it: a session object (not a token object) is visible only to the client
+ * that created it, and a private object only to a client that has itself
+ * logged in to the token.
+ */
 typedef struct ObjectRef {
         Slot *slot;
         CK_OBJECT_HANDLE real;
+        bool is_token;
+        bool is_private;
 } ObjectRef;
 
 struct BrokerClient {
@@ -159,8 +167,14 @@ static void session_put(BrokerClient *bc, Session *s)
                 free(s);
 }
 
-/* The backend handle for a client's object handle; an unknown one becomes CK_INVALID_HANDLE, so the
- * backend gives the error it would give for any bad handle. */
+static bool logged_in_locked(BrokerClient *bc, const Slot *slot)
+{
+        return handle_map_get(bc->logins, key1(slot->id), NULL);
+}
+
+/* The backend handle for a client's object handle; an unknown one, or one the client may not use now (a
+ * private object while it is not logged in), becomes CK_INVALID_HANDLE, so the backend gives the error it
+ * would give for any bad handle. */
 static CK_OBJECT_HANDLE object_real(BrokerClient *bc, const Slot *slot, CK_OBJECT_HANDLE h)
 {
         CK_OBJECT_HANDLE real = CK_INVALID_HANDLE;
@@ -172,14 +186,29 @@ static CK_OBJECT_HANDLE object_real(BrokerClient *bc, const Slot *slot, CK_OBJEC
         if (handle_map_get(bc->objects, key1(h), &v)) {
                 const ObjectRef *o = (const ObjectRef *) (uintptr_t) v;
 
-                if (o->slot == slot)
+                if (o->slot == slot && (!o->is_private || logged_in_locked(bc, slot)))
                         real = o->real;
         }
         pthread_mutex_unlock(&bc->lock);
         return real;
 }
 
-static int object_register_locked(BrokerClient *bc, Slot *slot, CK_OBJECT_HANDLE real, CK_OBJECT_HANDLE *ret)
+/* The client's handle for a backend object it already knows, and whether it may see it now. */
+static bool object_known_locked(BrokerClient *bc, Slot *slot, CK_OBJECT_HANDLE real, CK_OBJECT_HANDLE *ret,
+                                bool *ret_visible)
+{
+        uint64_t h, v;
+
+        if (!handle_map_get(bc->objects_rev, (HandleKey) { .a = slot->id, .b = real }, &h) ||
+            !handle_map_get(bc->objects, key1(h), &v))
+                return false;
+        *ret = h;
+        *ret_visible = !((const ObjectRef *) (uintptr_t) v)->is_private || logged_in_locked(bc, slot);
+        return true;
+}
+
+static int object_register_locked(BrokerClient *bc, Slot *slot, CK_OBJECT_HANDLE real, bool is_token,
+                                  bool is_private, CK_OBJECT_HANDLE *ret)
 {
         HandleKey rk = { .a = slot->id, .b = real };
         ObjectRef *o;
@@ -193,7 +222,7 @@ static int object_register_locked(BrokerClient *bc, Slot *slot, CK_OBJECT_HANDLE
         o = malloc(sizeof(ObjectRef));
         if (!o)
                 return -ENOMEM;
-        *o = (ObjectRef) { .slot = slot, .real = real };
+        *o = (ObjectRef) { .slot = slot, .real = real, .is_token = is_token, .is_private = is_private };
         h = issue_handle_locked(bc);
         if (handle_map_put(bc->objects, key1(h), (uintptr_t) o) < 0) {
                 free(o);
@@ -208,14 +237,45 @@ static int object_register_locked(BrokerClient *bc, Slot *slot, CK_OBJECT_HANDLE
         return 0;
 }
 
-static CK_RV object_register(BrokerClient *bc, Slot *slot, CK_OBJECT_HANDLE real, CK_OBJECT_HANDLE *ret)
+/*
+ * Gives the client a handle for an object the backend found for it, if the
+ * client may see it: not another client's session object (every session
+ * object a client made is already known to it, so an unknown one belongs
+ * to someone else), not a private object unless the client has logged in.
+ * Returns 1 with *ret set, 0 to hide the object, or a negative errno.
+ */
+static int object_admit(BrokerClient *bc, Session *s, CK_OBJECT_HANDLE real, CK_OBJECT_HANDLE *ret)
 {
+        bool visible, is_token, is_private;
+        CK_RV rv;
         int r;
 
         pthread_mutex_lock(&bc->lock);
-        r = object_register_locked(bc, slot, real, ret);
+        r = object_known_locked(bc, s->slot, real, ret, &visible);
         pthread_mutex_unlock(&bc->lock);
-        return r < 0 ? CKR_HOST_MEMORY : CKR_OK;
+        if (r)
+                return visible;
+
+        slot_call_begin(s->slot);
+        rv = backend_object_visibility(s->slot, s->real, real, &is_token, &is_private);
+        slot_call_end(s->slot);
+        if (rv != CKR_OK || !is_token)
+                return 0;
+
+        pthread_mutex_lock(&bc->lock);
+        if (is_private && !logged_in_locked(bc, s->slot))
+                r = 0;
+        else
+                r = object_register_locked(bc, s->slot, real, is_token, is_private, ret) < 0 ? -ENOMEM : 1;
+        pthread_mutex_unlock(&bc->lock);
+        return r;
+}
+
+/* Logs a refusal with who asked and what for. The audit store will take these records too. */
+static void broker_refuse(BrokerClient *bc, const Slot *slot, const char *what, const char *why)
+{
+        log_notice("Refused %s on slot %lu to pid %d (uid %u): %s.", what, slot ? slot->id : 0UL,
+                   (int) client_pid(bc->conn), (unsigned) client_uid(bc->conn), why);
 }
 
 static void object_forget(BrokerClient *bc, CK_OBJECT_HANDLE h)
@@ -317,8 +377,13 @@ static CK_RV login(BrokerClient *bc, Session *s, WireCall call, WireArg *args)
                 slot_call_end(slot);
                 return rv;
         }
-        if (client_logged_in(bc, slot, NULL))
-                return CKR_USER_ALREADY_LOGGED_IN;
+        if (client_logged_in(bc, slot, NULL)) {
+                /* The token is logged in as this client is: let it answer, in its own order of checks. */
+                slot_call_begin(slot);
+                rv = backend_invoke(slot->backend, call, args);
+                slot_call_end(slot);
+                return rv == CKR_OK ? CKR_USER_ALREADY_LOGGED_IN : rv;
+        }
 
         pthread_mutex_lock(&slot->login_lock);
         if (slot->login_count == 0) {
@@ -561,6 +626,78 @@ static void after_set_pin(BrokerClient *bc, Slot *slot, const WireArg *args)
         pthread_mutex_unlock(&slot->login_lock);
 }
 
+/* CKA_PRIVATE (and, on some tokens, CKA_TOKEN) can change: keep what decides visibility current. */
+static void after_set_attributes(BrokerClient *bc, Session *s, CK_OBJECT_HANDLE real, const CK_ATTRIBUTE *t,
+                                 CK_ULONG n)
+{
+        bool is_token, is_private, relevant = false;
+        uint64_t h, v;
+
+        for (CK_ULONG i = 0; i < n; i++)
+                relevant = relevant || t[i].type == CKA_PRIVATE || t[i].type == CKA_TOKEN;
+        if (!relevant)
+                return;
+        slot_call_begin(s->slot);
+        if (backend_object_visibility(s->slot, s->real, real, &is_token, &is_private) != CKR_OK)
+                is_private = true; /* when in doubt, keep it from clients that have not logged in */
+        slot_call_end(s->slot);
+
+        pthread_mutex_lock(&bc->lock);
+        if (handle_map_get(bc->objects_rev, (HandleKey) { .a = s->slot->id, .b = real }, &h) &&
+            handle_map_get(bc->objects, key1(h), &v)) {
+                ObjectRef *o = (ObjectRef *) (uintptr_t) v;
+
+                o->is_token = is_token;
+                o->is_private = is_private;
+        }
+        pthread_mutex_unlock(&bc->lock);
+}
+
+/*
+ * Objects a call created get handles for this client. A client that has not
+ * logged in may not make private objects just because another client's login
+ * lets the token accept them: such objects are destroyed again and the call
+ * is refused as the token would refuse it.
+ */
+static CK_RV register_created(BrokerClient *bc, Session *session, WireCall call, const char *sig, WireArg *args)
+{
+        Slot *slot = session->slot;
+        bool is_token[2] = {}, is_private[2] = {}, refuse = false;
+        size_t idx[2], n = 0;
+        CK_RV rv = CKR_OK;
+
+        for (size_t i = 0; sig[i] && n < ELEMENTSOF(idx); i++)
+                if (sig[i] == 'n')
+                        idx[n++] = i;
+
+        slot_call_begin(slot);
+        for (size_t k = 0; k < n; k++) {
+                rv = backend_object_visibility(slot, session->real, args[idx[k]].value, &is_token[k], &is_private[k]);
+                if (rv != CKR_OK)
+                        break;
+                refuse = refuse || (is_private[k] && !client_logged_in(bc, slot, NULL));
+        }
+        if (rv != CKR_OK || refuse)
+                for (size_t k = 0; k < n; k++)
+                        (void) backend_destroy_object(slot, session->real, args[idx[k]].value);
+        slot_call_end(slot);
+        if (rv != CKR_OK)
+                return rv;
+        if (refuse) {
+                broker_refuse(bc, slot, wire_call_info(call)->name,
+                              "it would create a private object without the caller having logged in");
+                return CKR_USER_NOT_LOGGED_IN;
+        }
+
+        pthread_mutex_lock(&bc->lock);
+        for (size_t k = 0; k < n && rv == CKR_OK; k++)
+                if (object_register_locked(bc, slot, args[idx[k]].value, is_token[k], is_private[k],
+                                           &args[idx[k]].value) < 0)
+                        rv = CKR_HOST_MEMORY;
+        pthread_mutex_unlock(&bc->lock);
+        return rv;
+}
+
 /*
  * Every call whose arguments only need mapping: the client's session, slot
  * and object handles become the backend's, the call runs, and new objects
@@ -602,14 +739,23 @@ static CK_RV handle_generic(BrokerClient *bc, WireCall call, WireArg *args)
                 return CKR_GENERAL_ERROR; /* a table entry without a session or slot: a bug */
         }
 
+        if (call == KYSO_CALL_C_InitPIN) {
+                CK_USER_TYPE user;
+
+                /* The token would take another client's SO login for this one's. */
+                if (!client_logged_in(bc, slot, &user) || user != CKU_SO) {
+                        broker_refuse(bc, slot, "C_InitPIN", "the caller has not logged in as security officer");
+                        session_put(bc, session);
+                        return CKR_USER_NOT_LOGGED_IN;
+                }
+        }
+
         slot_call_begin(slot);
         rv = backend_invoke(slot->backend, call, args);
         slot_call_end(slot);
 
-        if (rv == CKR_OK)
-                for (size_t i = 0; sig[i] && rv == CKR_OK; i++)
-                        if (sig[i] == 'n')
-                                rv = object_register(bc, slot, args[i].value, &args[i].value);
+        if (rv == CKR_OK && strchr(sig, 'n'))
+                rv = register_created(bc, session, call, sig, args);
 
         if (rv == CKR_OK)
                 switch (call) {
@@ -618,6 +764,9 @@ static CK_RV handle_generic(BrokerClient *bc, WireCall call, WireArg *args)
                         break;
                 case KYSO_CALL_C_SetPIN:
                         after_set_pin(bc, slot, args);
+                        break;
+                case KYSO_CALL_C_SetAttributeValue:
+                        after_set_attributes(bc, session, args[1].value, args[2].ptr, args[2].len);
                         break;
                 case KYSO_CALL_C_InitToken:
                         broker_rescan();
@@ -754,7 +903,7 @@ static CK_RV handle_find_objects(BrokerClient *bc, WireArg *args, Arena *arena)
 {
         _cleanup_(freep) CK_OBJECT_HANDLE *found = NULL;
         CK_OBJECT_HANDLE *out;
-        size_t n = 0;
+        size_t n = 0, kept = 0;
         Session *s;
         CK_RV rv;
 
@@ -773,11 +922,16 @@ static CK_RV handle_find_objects(BrokerClient *bc, WireArg *args, Arena *arena)
                 rv = CKR_HOST_MEMORY;
                 goto out;
         }
-        pthread_mutex_lock(&bc->lock);
-        for (size_t i = 0; i < n && rv == CKR_OK; i++)
-                if (object_register_locked(bc, s->slot, found[i], &out[i]) < 0)
+        for (size_t i = 0; i < n; i++) {
+                int r = object_admit(bc, s, found[i], &out[kept]);
+
+                if (r < 0) {
                         rv = CKR_HOST_MEMORY;
-        pthread_mutex_unlock(&bc->lock);
+                        goto out;
+                }
+                kept += r;
+        }
+        n = kept;
         args[2].ptr = out;
         args[2].len = n;
 out:
