@@ -35,7 +35,7 @@
 #define CKM_CHACHA20_POLY1305                   0x00004021UL
 #endif
 #ifndef CKM_SALSA20_POLY1305
-#define CKM_SALSA20_POLY1305                    0x00004020UL
+#define CKM_SALSA20_POLY1305                    0x00004022UL
 #endif
 
 typedef CK_ULONG CK_GENERATOR_FUNCTION;

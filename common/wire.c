@@ -328,6 +328,13 @@ static bool param_is_message(WireParam kind)
 }
 
 /* The output structures of the 'V', 'I', 'T', 'X' and 'M' characters, as field lists too. */
+size_t wire_param_struct_size(WireParam kind)
+{
+        if (kind <= WIRE_PARAM_BYTES || kind >= _WIRE_PARAM_MAX)
+                return 0;
+        return layouts[kind].size;
+}
+
 static const ParamLayout info_layout = LAYOUT(CK_INFO, F_FIX(CK_INFO, cryptokiVersion), F_FIX(CK_INFO, manufacturerID),
                                               F_UL(CK_INFO, flags), F_FIX(CK_INFO, libraryDescription),
                                               F_FIX(CK_INFO, libraryVersion));

@@ -312,6 +312,8 @@ bool wire_rv_has_outputs(WireCall call, CK_RV rv);
 WireAttrKind wire_attribute_kind(CK_ATTRIBUTE_TYPE type);
 /* The structure a mechanism's parameter is; WIRE_PARAM_BYTES if not known. */
 WireParam wire_mechanism_param(CK_MECHANISM_TYPE mechanism);
+/* The native size of a parameter structure; 0 for WIRE_PARAM_NONE and WIRE_PARAM_BYTES. */
+size_t wire_param_struct_size(WireParam kind);
 /* The layout of a 3.0 message parameter for a mechanism; WIRE_PARAM_BYTES if not known. */
 WireParam wire_message_param(CK_MECHANISM_TYPE mechanism);
 

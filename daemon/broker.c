@@ -16,6 +16,7 @@
 #include "handlemap.h"
 #include "log.h"
 #include "macro.h"
+#include "policy.h"
 #include "wire.h"
 
 /* Decoded arguments of one request: output buffers sized by the client, each capped by the frame size. */
@@ -41,6 +42,14 @@ typedef struct ObjectRef {
         CK_OBJECT_HANDLE real;
         bool is_token;
         bool is_private;
+        /*
+         * Backend handles do not outlive what they depend on, and a backend may
+         * reuse the number for another object (OpenSC's handles are pointers):
+         * a session object dies with the session that made it (session), a
+         * private object's handle with the token's login (login_generation).
+         */
+        CK_SESSION_HANDLE session;
+        uint64_t login_generation;
 } ObjectRef;
 
 struct BrokerClient {
@@ -172,6 +181,17 @@ static bool logged_in_locked(BrokerClient *bc, const Slot *slot)
         return handle_map_get(bc->logins, key1(slot->id), NULL);
 }
 
+static uint64_t login_generation(const Slot *slot)
+{
+        return __atomic_load_n(&slot->login_generation, __ATOMIC_ACQUIRE);
+}
+
+/* A private object needs the client's own login, and the token's login its handle came from. */
+static bool object_usable_locked(BrokerClient *bc, const ObjectRef *o)
+{
+        return !o->is_private || (logged_in_locked(bc, o->slot) && o->login_generation == login_generation(o->slot));
+}
+
 /* The backend handle for a client's object handle; an unknown one, or one the client may not use now (a
  * private object while it is not logged in), becomes CK_INVALID_HANDLE, so the backend gives the error it
  * would give for any bad handle. */
@@ -186,7 +206,7 @@ static CK_OBJECT_HANDLE object_real(BrokerClient *bc, const Slot *slot, CK_OBJEC
         if (handle_map_get(bc->objects, key1(h), &v)) {
                 const ObjectRef *o = (const ObjectRef *) (uintptr_t) v;
 
-                if (o->slot == slot && (!o->is_private || logged_in_locked(bc, slot)))
+                if (o->slot == slot && object_usable_locked(bc, o))
                         real = o->real;
         }
         pthread_mutex_unlock(&bc->lock);
@@ -203,12 +223,25 @@ static bool object_known_locked(BrokerClient *bc, Slot *slot, CK_OBJECT_HANDLE r
             !handle_map_get(bc->objects, key1(h), &v))
                 return false;
         *ret = h;
-        *ret_visible = !((const ObjectRef *) (uintptr_t) v)->is_private || logged_in_locked(bc, slot);
+        *ret_visible = object_usable_locked(bc, (const ObjectRef *) (uintptr_t) v);
         return true;
 }
 
+static void object_forget_locked(BrokerClient *bc, CK_OBJECT_HANDLE h)
+{
+        uint64_t v;
+
+        if (handle_map_remove(bc->objects, key1(h), &v)) {
+                ObjectRef *o = (ObjectRef *) (uintptr_t) v;
+
+                handle_map_remove(bc->objects_rev, (HandleKey) { .a = o->slot->id, .b = o->real }, NULL);
+                free(o);
+        }
+}
+
+/* session: the client's session that created a session object; 0 for token objects. */
 static int object_register_locked(BrokerClient *bc, Slot *slot, CK_OBJECT_HANDLE real, bool is_token,
-                                  bool is_private, CK_OBJECT_HANDLE *ret)
+                                  bool is_private, CK_SESSION_HANDLE session, CK_OBJECT_HANDLE *ret)
 {
         HandleKey rk = { .a = slot->id, .b = real };
         ObjectRef *o;
@@ -216,13 +249,28 @@ static int object_register_locked(BrokerClient *bc, Slot *slot, CK_OBJECT_HANDLE
         CK_OBJECT_HANDLE h;
 
         if (handle_map_get(bc->objects_rev, rk, &v)) {
-                *ret = v;
-                return 0;
+                uint64_t ov;
+
+                /* The same backend number for a new object (its old owner gone): start afresh. */
+                if (handle_map_get(bc->objects, key1(v), &ov) &&
+                    object_usable_locked(bc, (const ObjectRef *) (uintptr_t) ov) &&
+                    ((const ObjectRef *) (uintptr_t) ov)->session == session) {
+                        *ret = v;
+                        return 0;
+                }
+                object_forget_locked(bc, v);
         }
         o = malloc(sizeof(ObjectRef));
         if (!o)
                 return -ENOMEM;
-        *o = (ObjectRef) { .slot = slot, .real = real, .is_token = is_token, .is_private = is_private };
+        *o = (ObjectRef) {
+                .slot = slot,
+                .real = real,
+                .is_token = is_token,
+                .is_private = is_private,
+                .session = is_token ? 0 : session,
+                .login_generation = login_generation(slot),
+        };
         h = issue_handle_locked(bc);
         if (handle_map_put(bc->objects, key1(h), (uintptr_t) o) < 0) {
                 free(o);
@@ -266,7 +314,7 @@ static int object_admit(BrokerClient *bc, Session *s, CK_OBJECT_HANDLE real, CK_
         if (is_private && !logged_in_locked(bc, s->slot))
                 r = 0;
         else
-                r = object_register_locked(bc, s->slot, real, is_token, is_private, ret) < 0 ? -ENOMEM : 1;
+                r = object_register_locked(bc, s->slot, real, is_token, is_private, 0, ret) < 0 ? -ENOMEM : 1;
         pthread_mutex_unlock(&bc->lock);
         return r;
 }
@@ -280,28 +328,63 @@ static void broker_refuse(BrokerClient *bc, const Slot *slot, const char *what, 
 
 static void object_forget(BrokerClient *bc, CK_OBJECT_HANDLE h)
 {
-        uint64_t v;
-
         pthread_mutex_lock(&bc->lock);
-        if (handle_map_remove(bc->objects, key1(h), &v)) {
-                ObjectRef *o = (ObjectRef *) (uintptr_t) v;
-
-                handle_map_remove(bc->objects_rev, (HandleKey) { .a = o->slot->id, .b = o->real }, NULL);
-                free(o);
-        }
+        object_forget_locked(bc, h);
         pthread_mutex_unlock(&bc->lock);
 }
 
-/* Mechanism parameters that name a key carry the client's handle: give the backend its own. */
-static void map_mechanism(BrokerClient *bc, const Slot *slot, CK_MECHANISM *m)
+/* The session objects a session made are gone with it; so are the client's handles for them. */
+static void forget_session_objects_locked(BrokerClient *bc, CK_SESSION_HANDLE session)
 {
-        if (!m || !m->pParameter || m->ulParameterLen != sizeof(CK_OBJECT_HANDLE))
-                return;
-        if (wire_mechanism_param(m->mechanism) == WIRE_PARAM_OBJECT_HANDLE) {
+        size_t state = 0, n = 0;
+        CK_OBJECT_HANDLE *dead;
+        HandleKey k;
+        uint64_t v;
+
+        dead = calloc(handle_map_size(bc->objects) + 1, sizeof(CK_OBJECT_HANDLE));
+        if (!dead)
+                return; /* the handles stay; object_usable_locked() still guards private ones */
+        while (handle_map_next(bc->objects, &state, &k, &v))
+                if (((const ObjectRef *) (uintptr_t) v)->session == session)
+                        dead[n++] = k.a;
+        for (size_t i = 0; i < n; i++)
+                object_forget_locked(bc, dead[i]);
+        free(dead);
+}
+
+/*
+ * Checks a mechanism before a backend sees it (see policy_mechanism_parameter()),
+ * and gives a parameter that names a key the backend's handle for it.
+ */
+static CK_RV map_mechanism(BrokerClient *bc, const Slot *slot, CK_MECHANISM *m)
+{
+        PolicyDecision d;
+        WireParam kind;
+
+        if (!m)
+                return CKR_OK;
+        kind = wire_mechanism_param(m->mechanism);
+        d = policy_mechanism_parameter(m->mechanism, m->pParameter != NULL, wire_param_struct_size(kind),
+                                       m->ulParameterLen);
+        if (d.rv != CKR_OK) {
+                broker_refuse(bc, slot, "a mechanism parameter", d.reason);
+                return d.rv;
+        }
+        if (kind == WIRE_PARAM_OBJECT_HANDLE && m->pParameter) {
                 CK_OBJECT_HANDLE *h = m->pParameter;
 
                 *h = object_real(bc, slot, *h);
         }
+        return CKR_OK;
+}
+
+/* A 3.0 message parameter goes on only as a structure the codec rebuilt, never as raw bytes. */
+static CK_RV check_message_parameter(BrokerClient *bc, const Slot *slot, const WireArg *arg)
+{
+        if (!arg->ptr || arg->value != WIRE_PARAM_BYTES)
+                return CKR_OK;
+        broker_refuse(bc, slot, "a message parameter", "raw bytes could be read as pointers");
+        return CKR_MECHANISM_PARAM_INVALID;
 }
 
 /* ---- login, per client ---- */
@@ -440,7 +523,7 @@ static CK_RV logout(BrokerClient *bc, Slot *slot, CK_SESSION_HANDLE real_session
                 slot_call_end(slot);
                 slot->pin_known = false;
                 secure_zero(slot->pin_hash, sizeof(slot->pin_hash));
-                slot->login_generation++;
+                __atomic_add_fetch(&slot->login_generation, 1, __ATOMIC_RELEASE);
                 if (rv == CKR_USER_NOT_LOGGED_IN)
                         rv = CKR_OK; /* the token had already ended it (e.g. it was removed) */
         }
@@ -473,6 +556,7 @@ static CK_RV session_close(BrokerClient *bc, Session *s)
                 return CKR_SESSION_HANDLE_INVALID; /* another thread closed it first */
         }
         last = client_sessions_on_slot_locked(bc, s->slot) == 0;
+        forget_session_objects_locked(bc, s->handle);
         pthread_mutex_unlock(&bc->lock);
 
         if (last && client_logged_in(bc, s->slot, NULL))
@@ -691,7 +775,7 @@ static CK_RV register_created(BrokerClient *bc, Session *session, WireCall call,
 
         pthread_mutex_lock(&bc->lock);
         for (size_t k = 0; k < n && rv == CKR_OK; k++)
-                if (object_register_locked(bc, slot, args[idx[k]].value, is_token[k], is_private[k],
+                if (object_register_locked(bc, slot, args[idx[k]].value, is_token[k], is_private[k], session->handle,
                                            &args[idx[k]].value) < 0)
                         rv = CKR_HOST_MEMORY;
         pthread_mutex_unlock(&bc->lock);
@@ -729,7 +813,10 @@ static CK_RV handle_generic(BrokerClient *bc, WireCall call, WireArg *args)
                         args[i].value = object_real(bc, slot, args[i].value);
                         break;
                 case 'm':
-                        map_mechanism(bc, slot, args[i].ptr);
+                        rv = map_mechanism(bc, slot, args[i].ptr);
+                        break;
+                case 'p':
+                        rv = check_message_parameter(bc, slot, &args[i]);
                         break;
                 default:
                         break;
@@ -737,6 +824,10 @@ static CK_RV handle_generic(BrokerClient *bc, WireCall call, WireArg *args)
         if (!slot) {
                 session_put(bc, session);
                 return CKR_GENERAL_ERROR; /* a table entry without a session or slot: a bug */
+        }
+        if (rv != CKR_OK) {
+                session_put(bc, session);
+                return rv;
         }
 
         if (call == KYSO_CALL_C_InitPIN) {

@@ -523,9 +523,9 @@ static void handle_in(Client *c)
 
         r = read_frame(c, &payload, &len);
         if (r < 0 && r != -ECONNRESET)
-                log_warning_errno(r, "Client %" PRIu64 " (pid %d, uid %u): %s, disconnecting.", c->id, (int) c->pid,
-                                  (unsigned) c->uid,
-                                  r == -EMSGSIZE ? "frame over the size limit" : "broken connection: %m");
+                log_warning_errno(r, "Client %" PRIu64 " (pid %d, uid %u) broke the connection, disconnecting: %s",
+                                  c->id, (int) c->pid, (unsigned) c->uid,
+                                  r == -EMSGSIZE ? "frame over the size limit" : strerror(-r));
 
         pthread_mutex_lock(&c->lock);
         if (r < 0 || c->dead) {

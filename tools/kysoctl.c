@@ -36,7 +36,7 @@ enum {
 };
 
 /* A stuck daemon must not hang a shell script forever. */
-#define KYSOCTL_IO_TIMEOUT_SEC 30
+#define KYSOCTL_IO_TIMEOUT_SEC 10
 #define KYSOCTL_STATUS_INITIAL (1024U * 1024U)
 
 typedef struct Options {
@@ -276,6 +276,16 @@ static bool json_int(json_object *o, const char *key, int64_t *ret)
         return true;
 }
 
+/* A boolean field: 1 true, 0 false, -1 absent (an older or newer daemon). */
+static int json_flag(json_object *o, const char *key)
+{
+        json_object *v;
+
+        if (!o || !json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_boolean))
+                return -1;
+        return json_object_get_boolean(v);
+}
+
 static json_object *json_array(json_object *o, const char *key)
 {
         json_object *v;
@@ -372,6 +382,8 @@ static void print_status(json_object *st)
                        json_str(b, "cryptoki_version", "?"));
                 if (nslots >= 0)
                         printf(", %" PRId64 " %s", nslots, plural(nslots, "slot", "slots"));
+                if (json_flag(b, "interface_3_0") > 0)
+                        printf(", PKCS#11 3.0 interface");
                 printf("\n");
         }
 
@@ -385,8 +397,9 @@ static void print_status(json_object *st)
 
                 json_int(s, "id", &id);
                 json_int(s, "backend", &backend);
-                printf("  slot %" PRId64 " (backend %" PRId64 "): %s\n", id, backend,
-                       json_str(s, "description", "?"));
+                printf("  slot %" PRId64 " (backend %" PRId64 "): %s%s\n", id, backend,
+                       json_str(s, "description", "?"),
+                       json_flag(s, "serialized") > 0 ? " [calls serialised]" : "");
                 print_flags("      slot ", json_array(s, "flags"));
                 if (!tok) {
                         printf("      no token\n");
@@ -400,6 +413,8 @@ static void print_status(json_object *st)
                 printf(", serial %s, %s %s\n", or_dash(json_str(tok, "serial", "?")),
                        or_dash(json_str(tok, "manufacturer", "?")), or_dash(json_str(tok, "model", "?")));
                 print_flags("      token ", json_array(tok, "flags"));
+                if (json_int(tok, "clients_logged_in", &m) && m > 0)
+                        printf("      %" PRId64 " %s logged in\n", m, plural(m, "client", "clients"));
         }
 }
 

@@ -24,6 +24,7 @@ typedef enum { K_RV, K_BYTES, K_ULONG, K_TEXT } Kind;
 typedef struct Rec {
         char what[128];
         CK_RV rv;
+        CK_RV spec; /* where SoftHSM2 departs from the specification: the specified value, else CKR_OK */
         Kind kind;
         unsigned char *data;
         size_t len;
@@ -52,6 +53,7 @@ static void rec(Side *sd, Kind kind, CK_RV rv, const void *data, size_t len, con
         vsnprintf(r->what, sizeof(r->what), fmt, ap);
         va_end(ap);
         r->rv = rv;
+        r->spec = CKR_OK;
         r->kind = kind;
         r->len = data ? len : 0;
         r->data = NULL;
@@ -62,6 +64,8 @@ static void rec(Side *sd, Kind kind, CK_RV rv, const void *data, size_t len, con
 }
 
 #define R(rv, ...) rec(sd, K_RV, (rv), NULL, 0, __VA_ARGS__)
+/* The step's specified return value, recorded when SoftHSM2 is known to answer otherwise. */
+#define SPEC(v) (sd->rec[sd->n - 1].spec = (v))
 #define RB(rv, d, n, ...) rec(sd, K_BYTES, (rv), (d), (n), __VA_ARGS__)
 #define RU(rv, u, ...)                                                         \
         do {                                                                   \
@@ -124,6 +128,9 @@ static void compare(const Side *direct, const Side *kyso) {
                             (d->len == 0 || memcmp(d->data, k->data, d->len) == 0);
                 if (same)
                         p11t_ok(true, "%s: %s%s (direct = kyso)", d->what, p11t_rv_name(d->rv), rec_value(d));
+                else if (k->spec != CKR_OK && k->rv == k->spec && d->rv != d->spec && d->kind == K_RV)
+                        p11t_ok(true, "%s: direct %s, kyso %s: SoftHSM2 departs from the specification here, kyso "
+                                "answers what PKCS#11 specifies", d->what, p11t_rv_name(d->rv), p11t_rv_name(k->rv));
                 else
                         p11t_ok(false, "%s: direct %s%s, kyso %s%s", d->what, p11t_rv_name(d->rv), rec_value(d),
                                 p11t_rv_name(k->rv), rec_value(k));
@@ -830,6 +837,7 @@ static void seq_pin_logout(Side *sd, CK_SLOT_ID slot, CK_SESSION_HANDLE s) {
         R(rv, "C_Logout");
         rv = f->C_Logout(s);
         R(rv, "C_Logout again");
+        SPEC(CKR_USER_NOT_LOGGED_IN);
         seq_session_info(sd, s, "after C_Logout");
         n = 0;
         rv = p11t_find_by_label(f, s, "diff-private", found, ELEMENTSOF(found), &n);

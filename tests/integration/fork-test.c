@@ -23,7 +23,7 @@
 static CK_FUNCTION_LIST_PTR f;
 static CK_BYTE data[64] = "data the parent and the child sign with the same key";
 static int child_failures;
-static char key_label[64];
+static char key_label[64], session_label[64];
 
 static void child_check(bool cond, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void child_check(bool cond, const char *fmt, ...) {
@@ -86,6 +86,12 @@ static void child_main(CK_SESSION_HANDLE parent_session, const CK_BYTE *parent_s
         child_check(rv == CKR_OK, "C_OpenSession + C_Login in the child: %s", p11t_rv_name(rv));
         if (rv != CKR_OK)
                 _exit(1);
+        /* Session objects are per client: the parent's must be invisible here. */
+        CK_OBJECT_HANDLE seen[4];
+        CK_ULONG nseen = 99;
+        rv = p11t_find_by_label(f, s, session_label, seen, ELEMENTSOF(seen), &nseen);
+        child_check(rv == CKR_OK && nseen == 0, "the parent's session object \"%s\" is invisible in the child: %s, %lu found",
+                    session_label, p11t_rv_name(rv), (unsigned long) nseen);
         CK_OBJECT_HANDLE key = find_key(s, CKO_PRIVATE_KEY);
         child_check(key != CK_INVALID_HANDLE, "the parent's token key \"%s\" is found in the child", key_label);
         CK_BYTE sig[512];
@@ -142,6 +148,7 @@ int main(void) {
 
         alarm(120);
         snprintf(key_label, sizeof(key_label), "fork-test-%d", (int) getpid());
+        snprintf(session_label, sizeof(session_label), "fork-session-%d", (int) getpid());
         if (!p11t_load(&m, "kyso", p11t_env("KYSO_MODULE")))
                 return p11t_summary();
         f = m.f;
@@ -152,6 +159,13 @@ int main(void) {
                       "parent: C_GenerateKeyPair(RSA 2048, token objects \"%s\")", key_label) ||
             !CHECK_OK(sign(s, priv, sig, &sig_len), "parent: C_Sign(SHA256_RSA_PKCS)"))
                 return p11t_summary();
+        CK_OBJECT_CLASS dcls = CKO_DATA;
+        CK_BBOOL no = CK_FALSE;
+        CK_ATTRIBUTE dt[] = { { CKA_CLASS, &dcls, sizeof(dcls) }, { CKA_TOKEN, &no, sizeof(no) },
+                              { CKA_LABEL, session_label, strlen(session_label) } };
+        CK_OBJECT_HANDLE dobj;
+        CHECK_OK(f->C_CreateObject(s, dt, ELEMENTSOF(dt), &dobj), "parent: C_CreateObject(session data object \"%s\")",
+                 session_label);
 
         /* 1. A child that initialises, logs in and signs. */
         if (pipe(pfd) < 0)

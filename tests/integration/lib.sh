@@ -48,7 +48,10 @@ check() {
         echo "ok - $desc"
     else
         _failed=$((_failed + 1))
-        echo "not ok - $desc (exit $rc)"
+        case $rc in
+            124 | 137) echo "not ok - $desc (exit $rc: a command timed out — a hang)" ;;
+            *) echo "not ok - $desc (exit $rc)" ;;
+        esac
         sed -e 's/^/#   /' "$_check_log" | tail -n 40
         _note_daemon
     fi

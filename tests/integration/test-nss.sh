@@ -74,7 +74,7 @@ nss_generate() {
     # Read it back through kyso and check the signature the token made.
     p11 --token-label "$KYSO_TEST_LABEL" --read-object --type cert --label nss-made -o made.der
     openssl x509 -inform DER -in made.der -out made.pem
-    openssl x509 -in made.pem -noout -subject | grep -q 'CN *= *kyso-nss-made'
+    openssl x509 -in made.pem -noout -subject | grep 'CN *= *kyso-nss-made' >/dev/null
     openssl verify -check_ss_sig -partial_chain -CAfile made.pem made.pem
 }
 check "certutil -S -x: NSS makes a key and self-signed certificate on the token; OpenSSL verifies it" nss_generate

@@ -1,9 +1,10 @@
 #!/bin/bash
 # SPDX-License-Identifier: LGPL-2.1-or-later
 #
-# OpenSSL 3 with libengine-pkcs11-openssl (libp11) signs through kyso-pkcs11.so
+# OpenSSL 3 with libengine-pkcs11-openssl (libp11 0.4.12) signs through kyso-pkcs11.so
 # by pkcs11: URI — module named in an openssl config file (MODULE_PATH) and by
-# the PKCS11_MODULE_PATH environment variable — and `openssl dgst -verify`
+# the PKCS11_MODULE_PATH environment variable, both of which libp11 honours
+# (a wrong path in either makes loading fail) — and `openssl dgst -verify`
 # checks the signatures against the public keys read back through kyso.
 [ -n "${KYSO_SOCKET:-}" ] || exec "$(dirname "$0")/with-kysod.sh" "$0" "$@"
 set -euo pipefail

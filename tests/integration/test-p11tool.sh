@@ -36,14 +36,14 @@ check "p11tool --list-token-urls" list_token_urls
 gen_rsa() {
     gtool --login --set-pin="$KYSO_TEST_PIN" --generate-privkey rsa --bits 2048 \
         --label gnutls-rsa --outfile rsa-gen.pem "$TOKEN_URI"
-    openssl pkey -pubin -in rsa-gen.pem -text -noout | grep -q 'Public-Key: (2048 bit)'
+    openssl pkey -pubin -in rsa-gen.pem -text -noout | grep 'Public-Key: (2048 bit)' >/dev/null
 }
 check "p11tool --generate-privkey rsa 2048 (PIN by --set-pin)" gen_rsa
 
 gen_ec() {
     GNUTLS_PIN=$KYSO_TEST_PIN gtool --login --generate-privkey ecdsa --curve secp256r1 \
         --label gnutls-ec --outfile ec-gen.pem "$TOKEN_URI"
-    openssl pkey -pubin -in ec-gen.pem -text -noout | grep -q 'NIST CURVE: P-256'
+    openssl pkey -pubin -in ec-gen.pem -text -noout | grep 'NIST CURVE: P-256' >/dev/null
 }
 check "p11tool --generate-privkey ecdsa secp256r1 (PIN by GNUTLS_PIN)" gen_ec
 

@@ -1,0 +1,475 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * kyso-bench: latency and throughput of common PKCS#11 calls, measured in one
+ * run (a) directly against SoftHSM2, (b) through kyso, (c) through p11-kit's
+ * remoting (p11-kit server + p11-kit-client.so), with 1 and 4 client
+ * processes. Prints ops/s, p50/p99 latency and the ratios the project's
+ * targets are stated in. Not a pass/fail test: it exits non-zero only when an
+ * operation fails.
+ *
+ * Targets (modules) come from the environment: SOFTHSM_MODULE (direct),
+ * KYSO_MODULE (with KYSO_SOCKET), P11KIT_CLIENT_MODULE (with
+ * P11_KIT_SERVER_ADDRESS); a target whose variable is unset is skipped. The
+ * token is found by KYSO_TEST_LABEL and logged in with KYSO_TEST_PIN.
+ *
+ * Each client process initialises the module, logs in and makes its own
+ * session keys once; the processes start one after another (SoftHSM2 can lose
+ * a token when several processes C_Initialize the same store at once), then
+ * run each operation together for the configured duration on a signal from
+ * the parent and send back a latency histogram.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "p11-test.h"
+
+#define MAX_PROCS 16
+#define N_BUCKETS 1400
+#define BUCKET_BASE 1.02 /* 2% latency resolution */
+
+typedef enum {
+        OP_SESSION_INFO,
+        OP_FIND,
+        OP_RANDOM,
+        OP_DIGEST,
+        OP_SIGN_RSA,
+        OP_SIGN_ECDSA,
+        OP_SIGN_1M,
+        _OP_MAX,
+} Op;
+
+static const char *const op_names[_OP_MAX] = {
+        [OP_SESSION_INFO] = "C_GetSessionInfo",
+        [OP_FIND] = "find by label (Init/Find/Final)",
+        [OP_RANDOM] = "C_GenerateRandom(32)",
+        [OP_DIGEST] = "C_Digest(SHA-256, 1 KiB)",
+        [OP_SIGN_RSA] = "C_Sign(SHA256-RSA-PKCS, RSA-2048)",
+        [OP_SIGN_ECDSA] = "C_Sign(ECDSA, P-256)",
+        [OP_SIGN_1M] = "C_Sign(SHA256-RSA-PKCS, 1 MiB)",
+};
+
+typedef struct Target {
+        const char *name;
+        const char *module;
+} Target;
+
+typedef struct Result {
+        uint64_t ops;
+        double seconds;
+        CK_RV error;
+        uint64_t hist[N_BUCKETS];
+} Result;
+
+typedef struct Row {
+        bool done;
+        double ops_per_s, p50_us, p99_us;
+        CK_RV error;
+} Row;
+
+static double duration = 2.0;
+static const char *label, *pin;
+static Row rows[3][2][_OP_MAX]; /* target, procs index, op */
+static const int proc_counts[2] = { 1, 4 };
+
+/* ---- the client process ---- */
+
+typedef struct Client {
+        const char *name;
+        CK_FUNCTION_LIST_PTR f;
+        CK_SESSION_HANDLE s;
+        CK_OBJECT_HANDLE rsa, ec;
+        CK_BYTE *big;
+} Client;
+
+static const char find_label[] = "kyso-bench-find";
+
+static CK_RV client_setup(Client *c, const Target *t) {
+        P11Module m;
+        CK_SLOT_ID slot;
+        CK_OBJECT_HANDLE pub, h;
+        CK_RV rv;
+
+        c->name = t->name;
+        if (!p11t_load(&m, t->name, t->module))
+                return CKR_GENERAL_ERROR;
+        c->f = m.f;
+        if ((rv = p11t_initialize(c->f)) != CKR_OK || (rv = p11t_find_slot(c->f, label, &slot)) != CKR_OK ||
+            (rv = p11t_open_login(c->f, slot, pin, &c->s)) != CKR_OK ||
+            (rv = p11t_gen_rsa(c->f, c->s, 2048, "kyso-bench-rsa", false, &pub, &c->rsa)) != CKR_OK ||
+            (rv = p11t_gen_ec(c->f, c->s, "P-256", "kyso-bench-ec", false, &pub, &c->ec)) != CKR_OK)
+                return rv;
+        CK_OBJECT_CLASS cls = CKO_DATA;
+        CK_BBOOL no = CK_FALSE;
+        CK_ATTRIBUTE dt[] = { { CKA_CLASS, &cls, sizeof(cls) }, { CKA_TOKEN, &no, sizeof(no) },
+                              { CKA_LABEL, (void *) find_label, sizeof(find_label) - 1 },
+                              { CKA_VALUE, (void *) "x", 1 } };
+        if ((rv = c->f->C_CreateObject(c->s, dt, ELEMENTSOF(dt), &h)) != CKR_OK)
+                return rv;
+        c->big = malloc(1 << 20);
+        if (!c->big)
+                return CKR_HOST_MEMORY;
+        for (size_t i = 0; i < (1 << 20); i++)
+                c->big[i] = (CK_BYTE) (i * 13);
+        return CKR_OK;
+}
+
+static CK_RV run_op(Client *c, Op op) {
+        CK_FUNCTION_LIST_PTR f = c->f;
+        CK_BYTE out[512], data[1024];
+        CK_ULONG n = sizeof(out);
+        CK_RV rv;
+
+        memset(data, 0x42, sizeof(data));
+        switch (op) {
+        case OP_SESSION_INFO: {
+                CK_SESSION_INFO si;
+                return f->C_GetSessionInfo(c->s, &si);
+        }
+        case OP_FIND: {
+                CK_ATTRIBUTE t[] = { { CKA_LABEL, (void *) find_label, sizeof(find_label) - 1 } };
+                CK_OBJECT_HANDLE h[4];
+                if ((rv = f->C_FindObjectsInit(c->s, t, 1)) != CKR_OK)
+                        return rv;
+                rv = f->C_FindObjects(c->s, h, ELEMENTSOF(h), &n);
+                CK_RV rv2 = f->C_FindObjectsFinal(c->s);
+                /* Each client made one object with this label; more would mean it sees other clients' session
+                 * objects, which kyso must not allow (reported by the integration tests, not here). */
+                if (rv == CKR_OK && n != 1) {
+                        static bool said;
+                        if (!said)
+                                fprintf(stderr, "kyso-bench: %s: find by label found %lu objects, expected 1\n",
+                                        c->name, (unsigned long) n);
+                        said = true;
+                        if (n < 1)
+                                rv = CKR_GENERAL_ERROR;
+                }
+                return rv != CKR_OK ? rv : rv2;
+        }
+        case OP_RANDOM:
+                return f->C_GenerateRandom(c->s, out, 32);
+        case OP_DIGEST:
+                if ((rv = f->C_DigestInit(c->s, &(CK_MECHANISM) { CKM_SHA256, NULL, 0 })) != CKR_OK)
+                        return rv;
+                return f->C_Digest(c->s, data, 1024, out, &n);
+        case OP_SIGN_RSA:
+                if ((rv = f->C_SignInit(c->s, &(CK_MECHANISM) { CKM_SHA256_RSA_PKCS, NULL, 0 }, c->rsa)) != CKR_OK)
+                        return rv;
+                return f->C_Sign(c->s, data, 64, out, &n);
+        case OP_SIGN_ECDSA:
+                if ((rv = f->C_SignInit(c->s, &(CK_MECHANISM) { CKM_ECDSA, NULL, 0 }, c->ec)) != CKR_OK)
+                        return rv;
+                return f->C_Sign(c->s, data, 32, out, &n);
+        case OP_SIGN_1M:
+                if ((rv = f->C_SignInit(c->s, &(CK_MECHANISM) { CKM_SHA256_RSA_PKCS, NULL, 0 }, c->rsa)) != CKR_OK)
+                        return rv;
+                return f->C_Sign(c->s, c->big, 1 << 20, out, &n);
+        default:
+                return CKR_FUNCTION_NOT_SUPPORTED;
+        }
+}
+
+static int bucket_of(double ns) {
+        if (ns < 1)
+                return 0;
+        int b = (int) (log(ns) / log(BUCKET_BASE));
+        return b >= N_BUCKETS ? N_BUCKETS - 1 : b;
+}
+
+static double bucket_value(int b) {
+        return pow(BUCKET_BASE, b + 0.5);
+}
+
+static bool write_all(int fd, const void *p, size_t n) {
+        const char *c = p;
+        while (n > 0) {
+                ssize_t r = write(fd, c, n);
+                if (r < 0 && errno == EINTR)
+                        continue;
+                if (r <= 0)
+                        return false;
+                c += r;
+                n -= (size_t) r;
+        }
+        return true;
+}
+
+static bool read_all(int fd, void *p, size_t n) {
+        char *c = p;
+        while (n > 0) {
+                ssize_t r = read(fd, c, n);
+                if (r < 0 && errno == EINTR)
+                        continue;
+                if (r <= 0)
+                        return false;
+                c += r;
+                n -= (size_t) r;
+        }
+        return true;
+}
+
+static void client_main(const Target *t, int go_fd, int res_fd) {
+        Client c = { 0 };
+        Result *res = calloc(1, sizeof(Result));
+        CK_RV rv = client_setup(&c, t);
+        /* Ready (or failed) message: a Result with only `error` set. */
+        res->error = rv;
+        write_all(res_fd, res, sizeof(*res));
+        if (rv != CKR_OK)
+                _exit(1);
+        for (;;) {
+                unsigned char op;
+                if (!read_all(go_fd, &op, 1) || op >= _OP_MAX)
+                        break;
+                memset(res, 0, sizeof(*res));
+                double start = p11t_now(), now = start;
+                while (now - start < duration) {
+                        double t0 = now;
+                        rv = run_op(&c, (Op) op);
+                        now = p11t_now();
+                        if (rv != CKR_OK) {
+                                res->error = rv;
+                                break;
+                        }
+                        res->hist[bucket_of((now - t0) * 1e9)]++;
+                        res->ops++;
+                }
+                res->seconds = now - start;
+                write_all(res_fd, res, sizeof(*res));
+        }
+        c.f->C_Finalize(NULL);
+        _exit(0);
+}
+
+/* ---- the parent ---- */
+
+static double percentile(const uint64_t *hist, uint64_t total, double p) {
+        uint64_t want = (uint64_t) ceil(total * p), seen = 0;
+        for (int b = 0; b < N_BUCKETS; b++) {
+                seen += hist[b];
+                if (seen >= want && hist[b])
+                        return bucket_value(b);
+        }
+        return 0;
+}
+
+static bool run_target(int ti, const Target *t, int pi, unsigned op_mask) {
+        int nprocs = proc_counts[pi];
+        pid_t pids[MAX_PROCS];
+        int go[MAX_PROCS], res[MAX_PROCS];
+        Result *r = calloc(1, sizeof(Result));
+        uint64_t *hist = calloc(N_BUCKETS, sizeof(uint64_t));
+        bool ok = true;
+
+        fprintf(stderr, "kyso-bench: %s, %d process%s: setting up\n", t->name, nprocs, nprocs > 1 ? "es" : "");
+        for (int i = 0; i < nprocs; i++) {
+                int gp[2], rp[2];
+                if (pipe(gp) < 0 || pipe(rp) < 0)
+                        return false;
+                fflush(NULL);
+                pids[i] = fork();
+                if (pids[i] == 0) {
+                        close(gp[1]);
+                        close(rp[0]);
+                        for (int k = 0; k < i; k++) {
+                                close(go[k]);
+                                close(res[k]);
+                        }
+                        client_main(t, gp[0], rp[1]);
+                }
+                close(gp[0]);
+                close(rp[1]);
+                go[i] = gp[1];
+                res[i] = rp[0];
+                /* One at a time: wait until this client is ready before starting the next. */
+                if (!read_all(res[i], r, sizeof(*r)) || r->error != CKR_OK) {
+                        fprintf(stderr, "kyso-bench: %s: client set-up failed: %s\n", t->name, p11t_rv_name(r->error));
+                        close(go[i]);
+                        close(res[i]);
+                        waitpid(pids[i], NULL, 0);
+                        nprocs = i;
+                        ok = false;
+                        break;
+                }
+        }
+        for (int op = 0; nprocs > 0 && op < _OP_MAX; op++) {
+                if (!(op_mask & (1u << op)))
+                        continue;
+                unsigned char b = (unsigned char) op;
+                for (int i = 0; i < nprocs; i++)
+                        write_all(go[i], &b, 1);
+                memset(hist, 0, N_BUCKETS * sizeof(uint64_t));
+                uint64_t total = 0;
+                double rate = 0;
+                CK_RV err = CKR_OK;
+                for (int i = 0; i < nprocs; i++) {
+                        if (!read_all(res[i], r, sizeof(*r))) {
+                                err = CKR_DEVICE_ERROR;
+                                continue;
+                        }
+                        if (r->error != CKR_OK)
+                                err = r->error;
+                        for (int k = 0; k < N_BUCKETS; k++)
+                                hist[k] += r->hist[k];
+                        total += r->ops;
+                        if (r->seconds > 0)
+                                rate += r->ops / r->seconds;
+                }
+                Row *row = &rows[ti][pi][op];
+                row->done = true;
+                row->error = err;
+                row->ops_per_s = rate;
+                row->p50_us = percentile(hist, total, 0.50) / 1e3;
+                row->p99_us = percentile(hist, total, 0.99) / 1e3;
+                fprintf(stderr, "kyso-bench: %-8s %d proc  %-34s %10.0f ops/s  p50 %9.1f us  p99 %9.1f us%s%s\n",
+                        t->name, nprocs, op_names[op], rate, row->p50_us, row->p99_us, err ? "  ERROR " : "",
+                        err ? p11t_rv_name(err) : "");
+                if (err != CKR_OK)
+                        ok = false;
+        }
+        for (int i = 0; i < nprocs; i++) {
+                close(go[i]); /* EOF: the client finalizes and exits */
+                close(res[i]);
+        }
+        for (int i = 0; i < nprocs; i++) {
+                int st;
+                waitpid(pids[i], &st, 0);
+        }
+        free(r);
+        free(hist);
+        return ok;
+}
+
+static void print_ratio(double x) {
+        if (x > 0)
+                printf(" %8.2fx", x);
+        else
+                printf(" %9s", "-");
+}
+
+static void usage(void) {
+        printf("usage: kyso-bench [--duration SECONDS] [--procs 1|4|both] [--ops LIST]\n"
+               "  --duration  seconds per row (default 2)\n"
+               "  --ops       comma-separated subset of: info,find,random,digest,rsa,ecdsa,rsa1m\n"
+               "Environment: SOFTHSM_MODULE, KYSO_MODULE (+KYSO_SOCKET), P11KIT_CLIENT_MODULE\n"
+               "(+P11_KIT_SERVER_ADDRESS), KYSO_TEST_LABEL, KYSO_TEST_PIN.\n");
+}
+
+int main(int argc, char **argv) {
+        static const struct option opts[] = {
+                { "duration", required_argument, NULL, 'd' },
+                { "procs", required_argument, NULL, 'p' },
+                { "ops", required_argument, NULL, 'o' },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        static const char *const op_keys[_OP_MAX] = { "info", "find", "random", "digest", "rsa", "ecdsa", "rsa1m" };
+        unsigned op_mask = (1u << _OP_MAX) - 1, proc_mask = 3;
+        int c;
+
+        while ((c = getopt_long(argc, argv, "d:p:o:h", opts, NULL)) >= 0) {
+                switch (c) {
+                case 'd':
+                        duration = atof(optarg);
+                        if (duration <= 0) {
+                                usage();
+                                return 2;
+                        }
+                        break;
+                case 'p':
+                        proc_mask = strcmp(optarg, "1") == 0 ? 1 : strcmp(optarg, "4") == 0 ? 2 : 3;
+                        break;
+                case 'o': {
+                        op_mask = 0;
+                        char *list = strdup(optarg), *save = NULL;
+                        for (char *tok = strtok_r(list, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+                                int k;
+                                for (k = 0; k < _OP_MAX; k++)
+                                        if (strcmp(tok, op_keys[k]) == 0)
+                                                op_mask |= 1u << k;
+                                if (k == _OP_MAX && !op_mask) {
+                                        usage();
+                                        return 2;
+                                }
+                        }
+                        free(list);
+                        break;
+                }
+                default:
+                        usage();
+                        return c == 'h' ? 0 : 2;
+                }
+        }
+        label = p11t_env("KYSO_TEST_LABEL");
+        pin = p11t_env("KYSO_TEST_PIN");
+        signal(SIGPIPE, SIG_IGN);
+
+        Target targets[3] = {
+                { "direct", getenv("SOFTHSM_MODULE") },
+                { "kyso", getenv("KYSO_MODULE") },
+                { "p11-kit", getenv("P11KIT_CLIENT_MODULE") },
+        };
+        bool ok = true;
+        for (int pi = 0; pi < 2; pi++) {
+                if (!(proc_mask & (1u << pi)))
+                        continue;
+                for (int ti = 0; ti < 3; ti++)
+                        if (targets[ti].module && *targets[ti].module)
+                                ok &= run_target(ti, &targets[ti], pi, op_mask);
+        }
+
+        printf("\nkyso-bench: %.1f s per row; ops/s summed over the client processes; latency of one call "
+               "(Init + operation where there is one)\n\n",
+               duration);
+        printf("%-34s %-8s %5s %11s %10s %10s %9s %9s\n", "operation", "target", "procs", "ops/s", "p50 us", "p99 us",
+               "vs direct", "vs p11kit");
+        for (int pi = 0; pi < 2; pi++) {
+                for (int op = 0; op < _OP_MAX; op++) {
+                        for (int ti = 0; ti < 3; ti++) {
+                                Row *r = &rows[ti][pi][op];
+                                if (!r->done)
+                                        continue;
+                                printf("%-34s %-8s %5d %11.0f %10.1f %10.1f", op_names[op], targets[ti].name,
+                                       proc_counts[pi], r->ops_per_s, r->p50_us, r->p99_us);
+                                Row *d = &rows[0][pi][op], *p = &rows[2][pi][op];
+                                print_ratio(ti != 0 && d->done && d->ops_per_s > 0 ? r->ops_per_s / d->ops_per_s : 0);
+                                print_ratio(ti == 1 && p->done && p->ops_per_s > 0 ? r->ops_per_s / p->ops_per_s : 0);
+                                printf("%s%s\n", r->error ? "  ERROR " : "", r->error ? p11t_rv_name(r->error) : "");
+                        }
+                }
+                printf("\n");
+        }
+
+        /* The targets, as ratios of throughput measured in this run. */
+        printf("Targets (throughput ratios from this run):\n");
+        for (int pi = 0; pi < 2; pi++) {
+                Row *k = rows[1][pi], *d = rows[0][pi], *p = rows[2][pi];
+                struct {
+                        Op op;
+                        double min;
+                } vs_direct[] = { { OP_SIGN_RSA, 0.9 }, { OP_SIGN_1M, 0.9 }, { OP_SIGN_ECDSA, 0.5 } };
+                for (size_t i = 0; i < ELEMENTSOF(vs_direct); i++) {
+                        Op op = vs_direct[i].op;
+                        if (!k[op].done || !d[op].done || d[op].ops_per_s <= 0)
+                                continue;
+                        double x = k[op].ops_per_s / d[op].ops_per_s;
+                        printf("  %d proc  %-34s kyso/direct %.2fx (target >= %.1fx): %s\n", proc_counts[pi], op_names[op], x,
+                               vs_direct[i].min, x >= vs_direct[i].min ? "met" : "MISSED");
+                }
+                for (int op = 0; op < _OP_MAX; op++) {
+                        if (!k[op].done || !p[op].done || p[op].ops_per_s <= 0)
+                                continue;
+                        double x = k[op].ops_per_s / p[op].ops_per_s;
+                        double need = op == OP_FIND ? 2.0 : 1.0;
+                        printf("  %d proc  %-34s kyso/p11-kit %.2fx (target >= %.1fx): %s\n", proc_counts[pi], op_names[op],
+                               x, need, x >= need ? "met" : "MISSED");
+                }
+        }
+        return ok ? 0 : 1;
+}
