@@ -28,6 +28,14 @@ static const char *basename_of(const char *path)
         return s ? s + 1 : path;
 }
 
+/* PKCS#11 strings are blank-padded fixed arrays: their length without the padding, for "%.*s". */
+static int padded_len(const unsigned char *p, size_t n)
+{
+        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\0'))
+                n--;
+        return (int) n;
+}
+
 static void backend_free(Backend *b)
 {
         if (!b)
@@ -124,8 +132,9 @@ int backends_load(char *const *paths, size_t n_paths, SerializeMode mode)
                 backends = n;
                 b->index = n_backends;
                 backends[n_backends++] = b;
-                log_info("Loaded PKCS#11 module %s (%.32s, version %u.%u, PKCS#11 %u.%u%s).", b->path,
-                         b->info.manufacturerID, b->info.libraryVersion.major, b->info.libraryVersion.minor,
+                log_info("Loaded PKCS#11 module %s (%.*s, version %u.%u, PKCS#11 %u.%u%s).", b->path,
+                         padded_len(b->info.manufacturerID, sizeof(b->info.manufacturerID)), b->info.manufacturerID,
+                         b->info.libraryVersion.major, b->info.libraryVersion.minor,
                          b->info.cryptokiVersion.major, b->info.cryptokiVersion.minor,
                          b->f3 ? ", 3.0 interface" : "");
         }
@@ -346,7 +355,9 @@ static int apply_scan_locked(Backend *b, const SlotSeen *seen, size_t n_seen, CK
                                 return -ENOMEM;
                         s->listed = true;
                         s->token_present = present;
-                        log_info("Slot %lu: %.64s (%s, token %s).", s->id, seen[i].info.slotDescription,
+                        log_info("Slot %lu: %.*s (%s, token %s).", s->id,
+                                 padded_len(seen[i].info.slotDescription, sizeof(seen[i].info.slotDescription)),
+                                 seen[i].info.slotDescription,
                                  basename_of(b->path), present ? "present" : "absent");
                         if (add_event(events, n_events, s->id) < 0)
                                 return -ENOMEM;

@@ -20,6 +20,7 @@ void kysod_config_init(KysodConfig *c)
                 .workers = 4,
                 .max_workers = 64,
                 .poll_interval_ms = 2000,
+                .spin_usec = 50,
         };
 }
 
@@ -135,6 +136,8 @@ static int handle_entry(void *userdata, const char *section, const char *name, c
                         r = parse_unsigned(value, 1, 1024, &c->max_workers);
                 else if (streq(name, "poll_interval_ms"))
                         r = parse_unsigned(value, 100, 3600000, &c->poll_interval_ms);
+                else if (streq(name, "spin_usec"))
+                        r = parse_unsigned(value, 0, 10000, &c->spin_usec);
                 else
                         goto unknown;
         } else if (streq(section, "backends")) {

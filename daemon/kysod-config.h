@@ -20,6 +20,7 @@ typedef struct KysodConfig {
         unsigned workers;
         unsigned max_workers;
         unsigned poll_interval_ms;
+        unsigned spin_usec;
 } KysodConfig;
 
 void kysod_config_init(KysodConfig *c);

@@ -317,6 +317,7 @@ int main(int argc, char *argv[])
                 .listen_fd = fd,
                 .workers = config.workers,
                 .max_workers = config.max_workers,
+                .spin_usec = config.spin_usec,
         };
         r = server_start(&server_config);
         if (r < 0)

@@ -93,6 +93,9 @@ static pthread_t *workers;
 static unsigned n_workers, max_workers;
 static atomic_uint idle_workers;
 static atomic_bool quitting;
+static atomic_uint spinners;
+static atomic_uint running; /* requests being run by workers, all clients */
+static unsigned spin_usec;
 
 static pthread_mutex_t clients_lock = PTHREAD_MUTEX_INITIALIZER;
 static Client *clients;
@@ -553,7 +556,9 @@ static void handle_in(Client *c)
                 return;
 
         ensure_idle_worker();
+        atomic_fetch_add(&running, 1);
         run_request(c, payload, len);
+        atomic_fetch_sub(&running, 1);
 
         pthread_mutex_lock(&c->lock);
         c->in_flight--;
@@ -561,6 +566,41 @@ static void handle_in(Client *c)
                 (void) arm_in_locked(c);
         pthread_mutex_unlock(&c->lock);
         client_unref(c);
+}
+
+static uint64_t now_usec(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000U + (uint64_t) ts.tv_nsec / 1000U;
+}
+
+/*
+ * Waits for the next event. One worker at a time first polls for a short
+ * while: a client's next request (Sign after SignInit) usually comes within
+ * tens of microseconds, and taking it on the thread that just ran the last
+ * one saves a wake-up (25-30 µs on this kind of machine) and finds the
+ * backend's data still in that CPU's cache.
+ */
+static int wait_event(struct epoll_event *ev)
+{
+        int n = 0;
+
+        /* Never while another worker is running a request: on a small machine the spinner would take
+         * the CPU that request needs. */
+        if (spin_usec > 0 && atomic_fetch_add(&spinners, 1) == 0) {
+                uint64_t deadline = now_usec() + spin_usec;
+
+                do
+                        n = epoll_wait(epoll_fd, ev, 1, 0);
+                while (n == 0 && atomic_load(&running) == 0 && now_usec() < deadline);
+                atomic_fetch_sub(&spinners, 1);
+                if (n != 0)
+                        return n;
+        } else if (spin_usec > 0)
+                atomic_fetch_sub(&spinners, 1);
+        return epoll_wait(epoll_fd, ev, 1, -1);
 }
 
 static void *worker_main(void *userdata)
@@ -571,7 +611,7 @@ static void *worker_main(void *userdata)
                 int n;
 
                 atomic_fetch_add(&idle_workers, 1);
-                n = epoll_wait(epoll_fd, &ev, 1, -1);
+                n = wait_event(&ev);
                 atomic_fetch_sub(&idle_workers, 1);
                 if (n < 0) {
                         if (errno == EINTR)
@@ -608,6 +648,7 @@ int server_start(const ServerConfig *config)
         int r;
 
         listen_fd = config->listen_fd;
+        spin_usec = config->spin_usec;
         max_workers = config->max_workers > 0 ? config->max_workers : 64;
 
         epoll_fd = epoll_create1(EPOLL_CLOEXEC);

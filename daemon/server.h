@@ -26,6 +26,7 @@ typedef struct ServerConfig {
         int listen_fd;
         unsigned workers;
         unsigned max_workers;
+        unsigned spin_usec; /* how long one idle worker polls before sleeping; 0: never */
 } ServerConfig;
 
 int server_start(const ServerConfig *config);

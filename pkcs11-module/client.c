@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <sched.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +20,7 @@
  * Zero: block at once. A few µs would save a futex wake-up and a context
  * switch per reply when the daemon answers from memory; measure first.
  */
-#define CLIENT_SPIN_USEC 0
+#define CLIENT_SPIN_USEC 80
 #define CLIENT_READ_CHUNK (64U * 1024U)
 
 /* A thread with a call outstanding. Lives on that thread's stack; all fields under Client.lock. */
@@ -208,6 +209,8 @@ static ssize_t conn_recv(Conn *conn, void *p, size_t n, int timeout_msec)
                         ssize_t k = recv(conn->fd, p, n, MSG_DONTWAIT);
                         if (k >= 0 || (errno != EAGAIN && errno != EINTR))
                                 return k;
+                        /* Give the CPU to whoever is runnable (the daemon, on a small machine). */
+                        sched_yield();
                 } while (now_usec() < deadline);
         }
 
