@@ -6,6 +6,7 @@
  */
 #include <errno.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -251,6 +252,11 @@ int main(int argc, char *argv[])
 
         log_setup("kysod", LOG_INFO);
         kysod_config_init(&config);
+
+        /* Requests up to a frame (16 MiB) come and go all the time: keep that memory in the heap instead of
+         * handing it back to the kernel after each one and faulting it in again for the next. */
+        (void) mallopt(M_MMAP_THRESHOLD, 32 * 1024 * 1024);
+        (void) mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
 
         r = parse_argv(argc, argv, &opts);
         if (r <= 0)
