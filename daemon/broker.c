@@ -979,12 +979,59 @@ void broker_slot_events(const CK_SLOT_ID *ids, size_t n)
         }
 }
 
+/*
+ * A token was removed: its sessions are gone in the backend, so every
+ * client's sessions and handles on that slot go too, and so does the
+ * login. Later calls on them get CKR_SESSION_HANDLE_INVALID.
+ */
+static void drop_slot_state(Slot *slot)
+{
+        pthread_mutex_lock(&clients_lock);
+        for (BrokerClient *bc = clients; bc; bc = bc->next) {
+                Session *dead[64];
+                size_t n, state;
+                uint64_t v;
+                HandleKey k;
+
+                pthread_mutex_lock(&bc->lock);
+                do {
+                        n = 0;
+                        state = 0;
+                        while (n < ELEMENTSOF(dead) && handle_map_next(bc->sessions, &state, &k, &v))
+                                if (((Session *) (uintptr_t) v)->slot == slot)
+                                        dead[n++] = (Session *) (uintptr_t) v;
+                        for (size_t i = 0; i < n; i++) {
+                                handle_map_remove(bc->sessions, key1(dead[i]->handle), NULL);
+                                forget_session_objects_locked(bc, dead[i]->handle);
+                                if (--dead[i]->refs == 0)
+                                        free(dead[i]);
+                        }
+                } while (n == ELEMENTSOF(dead));
+                handle_map_remove(bc->logins, key1(slot->id), NULL);
+                pthread_mutex_unlock(&bc->lock);
+        }
+        pthread_mutex_unlock(&clients_lock);
+
+        pthread_mutex_lock(&slot->login_lock);
+        slot->login_count = 0;
+        slot->pin_known = false;
+        secure_zero(slot->pin_hash, sizeof(slot->pin_hash));
+        __atomic_add_fetch(&slot->login_generation, 1, __ATOMIC_RELEASE);
+        pthread_mutex_unlock(&slot->login_lock);
+}
+
 void broker_rescan(void)
 {
         CK_SLOT_ID *events = NULL;
         int n;
 
         n = backends_scan(&events);
+        for (int i = 0; i < n; i++) {
+                Slot *slot = slot_get(events[i]);
+
+                if (slot && !slot->token_present)
+                        drop_slot_state(slot);
+        }
         if (n > 0)
                 broker_slot_events(events, (size_t) n);
         free(events);
@@ -1283,5 +1330,13 @@ int broker_handle(BrokerClient *bc, const uint8_t *payload, size_t len, Buffer *
                 break;
         }
 
-        return wire_encode_reply(reply, serial, call, rv, args);
+        r = wire_encode_reply(reply, serial, call, rv, args);
+        if (r < 0) {
+                /* The backend's answer cannot be sent as it is (it claims more output than it was given
+                 * room for): the backend misbehaved, not the client, who gets an error and stays. */
+                log_warning_errno(r, "%s: the backend's reply cannot be encoded, answering CKR_DEVICE_ERROR: %m",
+                                  wire_call_info(call)->name);
+                r = wire_encode_error_reply(reply, serial, call, CKR_DEVICE_ERROR);
+        }
+        return r;
 }

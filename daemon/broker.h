@@ -20,6 +20,9 @@
 typedef struct BrokerConfig {
         const char *socket_path;
         const char *state_dir;
+        const struct TokenClass *classes; /* kysod.conf [class:NAME] sections, first match applies */
+        size_t n_classes;
+        unsigned sessions_per_uid;
 } BrokerConfig;
 
 void broker_setup(const BrokerConfig *config);

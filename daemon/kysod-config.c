@@ -21,6 +21,12 @@ void kysod_config_init(KysodConfig *c)
                 .max_workers = 64,
                 .poll_interval_ms = 2000,
                 .spin_usec = 50,
+                .limits = {
+                        .connections_per_uid = 64,
+                        .sessions_per_uid = 512,
+                        .requests_per_client = 64,
+                        .buffered_bytes_per_client = 4U * 1024U * 1024U,
+                },
         };
 }
 
@@ -39,6 +45,15 @@ void kysod_config_done(KysodConfig *c)
         free(c->socket_path);
         free(c->state_dir);
         kysod_config_clear_backends(c);
+        for (size_t i = 0; i < c->n_classes; i++) {
+                free(c->classes[i].name);
+                free(c->classes[i].match_manufacturer);
+                free(c->classes[i].match_model);
+                free(c->classes[i].match_label);
+        }
+        free(c->classes);
+        c->classes = NULL;
+        c->n_classes = 0;
 }
 
 int kysod_config_add_backend(KysodConfig *c, const char *path)
@@ -80,6 +95,40 @@ SerializeMode serialize_mode_from_string(const char *s)
         if (streq(s, "never"))
                 return SERIALIZE_NEVER;
         return _SERIALIZE_INVALID;
+}
+
+static int parse_allow_deny(const char *s, bool *ret_deny)
+{
+        if (streq(s, "allow") || streq(s, "yes") || streq(s, "true")) {
+                *ret_deny = false;
+                return 0;
+        }
+        if (streq(s, "deny") || streq(s, "no") || streq(s, "false")) {
+                *ret_deny = true;
+                return 0;
+        }
+        return -EINVAL;
+}
+
+/* "[class:NAME]": the class named NAME, created at its first line. */
+static TokenClass *class_for_section(KysodConfig *c, const char *section)
+{
+        const char *name = section + strlen("class:");
+        TokenClass *n;
+
+        for (size_t i = 0; i < c->n_classes; i++)
+                if (streq(c->classes[i].name, name))
+                        return &c->classes[i];
+        if (name[0] == '\0' || c->n_classes >= 64)
+                return NULL;
+        n = realloc(c->classes, (c->n_classes + 1) * sizeof(TokenClass));
+        if (!n)
+                return NULL;
+        c->classes = n;
+        c->classes[c->n_classes] = (TokenClass) { .name = strdup(name) };
+        if (!c->classes[c->n_classes].name)
+                return NULL;
+        return &c->classes[c->n_classes++];
 }
 
 static int parse_unsigned(const char *s, unsigned min, unsigned max, unsigned *ret)
@@ -157,6 +206,42 @@ static int handle_entry(void *userdata, const char *section, const char *name, c
                                 c->serialize = m;
                 } else
                         goto unknown;
+        } else if (streq(section, "limits")) {
+                unsigned v;
+
+                if (streq(name, "connections_per_uid"))
+                        r = parse_unsigned(value, 1, 100000, &c->limits.connections_per_uid);
+                else if (streq(name, "sessions_per_uid"))
+                        r = parse_unsigned(value, 1, 1000000, &c->limits.sessions_per_uid);
+                else if (streq(name, "requests_per_client"))
+                        r = parse_unsigned(value, 1, 4096, &c->limits.requests_per_client);
+                else if (streq(name, "buffered_kib_per_client")) {
+                        r = parse_unsigned(value, 64, 1024 * 1024, &v);
+                        if (r >= 0)
+                                c->limits.buffered_bytes_per_client = (size_t) v * 1024U;
+                } else
+                        goto unknown;
+        } else if (strncmp(section, "class:", 6) == 0) {
+                TokenClass *t = class_for_section(c, section);
+
+                if (!t)
+                        r = -EINVAL;
+                else if (streq(name, "manufacturer"))
+                        r = kysod_config_set_string(&t->match_manufacturer, value);
+                else if (streq(name, "model"))
+                        r = kysod_config_set_string(&t->match_model, value);
+                else if (streq(name, "label"))
+                        r = kysod_config_set_string(&t->match_label, value);
+                else if (streq(name, "init_token"))
+                        r = parse_allow_deny(value, &t->deny_init_token);
+                else if (streq(name, "init_pin"))
+                        r = parse_allow_deny(value, &t->deny_init_pin);
+                else if (streq(name, "so_login"))
+                        r = parse_allow_deny(value, &t->deny_so_login);
+                else if (streq(name, "key_generation"))
+                        r = parse_allow_deny(value, &t->deny_key_generation);
+                else
+                        goto unknown;
         } else
                 goto unknown;
 
@@ -173,9 +258,21 @@ unknown:
         return 1;
 }
 
+int kysod_config_load_file(KysodConfig *c, FILE *f, const char *name)
+{
+        ParseState st = { .config = c, .path = name };
+        int r;
+
+        r = ini_parse_file(f, handle_entry, &st);
+        if (r > 0)
+                return log_error_errno(EINVAL, "%s:%d: syntax error.", name, r);
+        if (r < 0)
+                return log_error_errno(EIO, "Failed to read configuration file %s.", name);
+        return st.error;
+}
+
 int kysod_config_load(KysodConfig *c, const char *path, bool required)
 {
-        ParseState st = { .config = c, .path = path };
         FILE *f;
         int r;
 
@@ -185,11 +282,7 @@ int kysod_config_load(KysodConfig *c, const char *path, bool required)
                         return 0;
                 return log_error_errno(errno, "Failed to open configuration file %s: %m", path);
         }
-        r = ini_parse_file(f, handle_entry, &st);
+        r = kysod_config_load_file(c, f, path);
         fclose(f);
-        if (r > 0)
-                return log_error_errno(EINVAL, "%s:%d: syntax error.", path, r);
-        if (r < 0)
-                return log_error_errno(EIO, "Failed to read configuration file %s.", path);
-        return st.error;
+        return r;
 }

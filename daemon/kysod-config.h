@@ -7,8 +7,34 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 
 #include "backend.h"
+
+/*
+ * A class of tokens, chosen by what C_GetTokenInfo says (shell patterns on the
+ * blank-trimmed manufacturer, model and label; a pattern left unset matches
+ * anything), and the operations the regulation reserves for the CA that kyso
+ * refuses on it. The first class in the file that matches applies.
+ */
+typedef struct TokenClass {
+        char *name;
+        char *match_manufacturer;
+        char *match_model;
+        char *match_label;
+        bool deny_init_token;
+        bool deny_init_pin;
+        bool deny_so_login;
+        bool deny_key_generation;
+} TokenClass;
+
+/* What one local user (uid) may hold in the daemon at once. */
+typedef struct Limits {
+        unsigned connections_per_uid;
+        unsigned sessions_per_uid;
+        unsigned requests_per_client;  /* running at once; reading pauses beyond */
+        size_t buffered_bytes_per_client; /* replies not yet read; reading pauses beyond */
+} Limits;
 
 typedef struct KysodConfig {
         char *socket_path;
@@ -21,12 +47,17 @@ typedef struct KysodConfig {
         unsigned max_workers;
         unsigned poll_interval_ms;
         unsigned spin_usec;
+        Limits limits;
+        TokenClass *classes;
+        size_t n_classes;
 } KysodConfig;
 
 void kysod_config_init(KysodConfig *c);
 void kysod_config_done(KysodConfig *c);
 /* Reads an INI file into c. A missing file is an error only if required. Returns 0 or -errno (logged). */
 int kysod_config_load(KysodConfig *c, const char *path, bool required);
+/* The same from an open stream; name is for messages. */
+int kysod_config_load_file(KysodConfig *c, FILE *f, const char *name);
 int kysod_config_add_backend(KysodConfig *c, const char *path);
 int kysod_config_clear_backends(KysodConfig *c);
 int kysod_config_set_string(char **p, const char *v);

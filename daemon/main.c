@@ -309,7 +309,13 @@ int main(int argc, char *argv[])
         if (r < 0)
                 goto finish;
 
-        BrokerConfig broker_config = { .socket_path = config.socket_path, .state_dir = config.state_dir };
+        BrokerConfig broker_config = {
+                .socket_path = config.socket_path,
+                .state_dir = config.state_dir,
+                .classes = config.classes,
+                .n_classes = config.n_classes,
+                .sessions_per_uid = config.limits.sessions_per_uid,
+        };
         broker_setup(&broker_config);
         broker_rescan();
 
