@@ -21,6 +21,7 @@ void kysod_config_init(KysodConfig *c)
                 .max_workers = 64,
                 .poll_interval_ms = 2000,
                 .spin_usec = 50,
+                .call_timeout_ms = 120000,
                 .limits = {
                         .connections_per_uid = 64,
                         .sessions_per_uid = 512,
@@ -197,7 +198,9 @@ static int handle_entry(void *userdata, const char *section, const char *name, c
                                 st->backends_seen = true;
                         }
                         r = value[0] == '/' ? kysod_config_add_backend(c, value) : -EINVAL;
-                } else if (streq(name, "serialize")) {
+                } else if (streq(name, "call_timeout_ms"))
+                        r = parse_unsigned(value, 0, 86400000, &c->call_timeout_ms);
+                else if (streq(name, "serialize")) {
                         SerializeMode m = serialize_mode_from_string(value);
 
                         if (m < 0)

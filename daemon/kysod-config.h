@@ -42,6 +42,7 @@ typedef struct KysodConfig {
         char **backends; /* NULL-terminated */
         size_t n_backends;
         SerializeMode serialize;
+        unsigned call_timeout_ms;
         int log_level;
         unsigned workers;
         unsigned max_workers;

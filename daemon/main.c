@@ -330,6 +330,10 @@ int main(int argc, char *argv[])
                 .workers = config.workers,
                 .max_workers = config.max_workers,
                 .spin_usec = config.spin_usec,
+                .connections_per_uid = config.limits.connections_per_uid,
+                .requests_per_client = config.limits.requests_per_client,
+                .buffered_bytes_per_client = config.limits.buffered_bytes_per_client,
+                .call_timeout_ms = config.call_timeout_ms,
         };
         r = server_start(&server_config);
         if (r < 0)

@@ -19,10 +19,12 @@
 #include "server.h"
 #include "wire.h"
 
-/* Reading pauses while a client has this many requests running or this many reply bytes unsent. */
-#define CLIENT_IN_FLIGHT_MAX 64U
-#define CLIENT_OUT_PAUSE_BYTES (4U * 1024U * 1024U)
-/* A client whose unsent replies pass this is not reading at all: it is disconnected. */
+/*
+ * Reading pauses while a client has config.requests_per_client requests
+ * running or config.buffered_bytes_per_client reply bytes unsent. Replies
+ * of requests already running can still add up to this much before a
+ * client that reads nothing is disconnected.
+ */
 #define CLIENT_OUT_MAX_BYTES (256U * 1024U * 1024U)
 
 typedef enum WatchKind {
@@ -93,8 +95,9 @@ static pthread_t *workers;
 static unsigned n_workers, max_workers;
 static atomic_uint idle_workers;
 static atomic_bool quitting;
+static ServerConfig config;
 static atomic_uint spinners;
-static atomic_uint running; /* requests being run by workers, all clients */
+static atomic_uint n_running; /* requests being run by workers, all clients */
 static unsigned spin_usec;
 
 static pthread_mutex_t clients_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -103,6 +106,14 @@ static unsigned n_clients;
 static uint64_t next_client_id = 1;
 
 static void *worker_main(void *userdata);
+
+static uint64_t now_usec(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000U + (uint64_t) ts.tv_nsec / 1000U;
+}
 
 static int spawn_worker_locked(void)
 {
@@ -206,7 +217,8 @@ void client_unref(Client *c)
 
 static bool can_read_locked(const Client *c)
 {
-        return !c->dead && c->in_flight < CLIENT_IN_FLIGHT_MAX && c->out.len - c->out_off < CLIENT_OUT_PAUSE_BYTES;
+        return !c->dead && c->in_flight < config.requests_per_client &&
+               c->out.len - c->out_off < config.buffered_bytes_per_client;
 }
 
 static int arm_in_locked(Client *c)
@@ -352,6 +364,30 @@ static void handle_out(Client *c)
                 client_kill(c);
 }
 
+/* One local user may not take the daemon's connections from everyone else. */
+static bool uid_at_limit(uid_t uid)
+{
+        static uint64_t last_logged;
+        unsigned n = 0;
+        uint64_t now;
+
+        pthread_mutex_lock(&clients_lock);
+        for (Client *c = clients; c; c = c->next)
+                n += c->uid == uid;
+        pthread_mutex_unlock(&clients_lock);
+        if (n < config.connections_per_uid)
+                return false;
+
+        /* At most one line a second, however hard someone knocks. */
+        now = now_usec();
+        if (now - last_logged >= 1000000U) {
+                last_logged = now;
+                log_warning("Refusing a connection of uid %u: it already has %u connections (limit %u).",
+                            (unsigned) uid, n, config.connections_per_uid);
+        }
+        return true;
+}
+
 static void accept_clients(void)
 {
         struct epoll_event ev = { .events = EPOLLIN | EPOLLONESHOT, .data.ptr = &watch_listen };
@@ -371,6 +407,11 @@ static void accept_clients(void)
                 }
                 if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &cred_len) < 0) {
                         log_warning_errno(errno, "Failed to learn who connected: %m");
+                        close(fd);
+                        continue;
+                }
+
+                if (uid_at_limit(cred.uid)) {
                         close(fd);
                         continue;
                 }
@@ -493,15 +534,144 @@ static int read_frame(Client *c, uint8_t **ret, size_t *ret_len)
         }
 }
 
+/*
+ * Requests running in a worker, so the watchdog can answer one whose
+ * backend call does not return (a hung token). The backend call itself
+ * cannot be interrupted: it goes on, and its late reply is dropped.
+ */
+typedef struct Running {
+        Client *client;
+        uint32_t serial;
+        uint32_t call;
+        uint64_t started;
+        bool answered;
+        struct Running *prev, *next;
+} Running;
+
+static pthread_mutex_t running_lock = PTHREAD_MUTEX_INITIALIZER;
+static Running *running_list;
+static pthread_t watchdog_thread;
+static bool watchdog_started, watchdog_stop;
+static pthread_cond_t watchdog_cond = PTHREAD_COND_INITIALIZER;
+
+static void running_add(Running *r)
+{
+        pthread_mutex_lock(&running_lock);
+        r->next = running_list;
+        if (running_list)
+                running_list->prev = r;
+        running_list = r;
+        pthread_mutex_unlock(&running_lock);
+}
+
+/* Returns whether the watchdog answered the request already. */
+static bool running_remove(Running *r)
+{
+        bool answered;
+
+        pthread_mutex_lock(&running_lock);
+        if (r->prev)
+                r->prev->next = r->next;
+        else
+                running_list = r->next;
+        if (r->next)
+                r->next->prev = r->prev;
+        answered = r->answered;
+        pthread_mutex_unlock(&running_lock);
+        return answered;
+}
+
+static void answer_overdue(void)
+{
+        struct {
+                Client *client;
+                uint32_t serial, call;
+        } due[32];
+        uint64_t now = now_usec(), limit = (uint64_t) config.call_timeout_ms * 1000U;
+        size_t n = 0;
+
+        pthread_mutex_lock(&running_lock);
+        for (Running *r = running_list; r && n < ELEMENTSOF(due); r = r->next)
+                if (!r->answered && now - r->started > limit) {
+                        r->answered = true;
+                        client_ref(r->client);
+                        due[n].client = r->client;
+                        due[n].serial = r->serial;
+                        due[n].call = r->call;
+                        n++;
+                }
+        pthread_mutex_unlock(&running_lock);
+
+        for (size_t i = 0; i < n; i++) {
+                const WireCallInfo *info = wire_call_info((WireCall) due[i].call);
+                Buffer reply;
+
+                log_error("%s for client %" PRIu64 " (pid %d, uid %u) did not return within %u ms: the backend or "
+                          "its token hangs. Answered CKR_DEVICE_ERROR; the call goes on in the backend.",
+                          info ? info->name : "A call", due[i].client->id, (int) due[i].client->pid,
+                          (unsigned) due[i].client->uid, config.call_timeout_ms);
+                buffer_init(&reply, 64);
+                if (wire_encode_error_reply(&reply, due[i].serial, (WireCall) due[i].call, CKR_DEVICE_ERROR) == 0)
+                        client_send(due[i].client, reply.data, reply.len);
+                buffer_done(&reply);
+                client_unref(due[i].client);
+        }
+}
+
+static void *watchdog_main(void *userdata)
+{
+        pthread_mutex_lock(&running_lock);
+        while (!watchdog_stop) {
+                struct timespec ts;
+
+                clock_gettime(CLOCK_REALTIME, &ts);
+                ts.tv_nsec += 200L * 1000000L;
+                if (ts.tv_nsec >= 1000000000L) {
+                        ts.tv_sec++;
+                        ts.tv_nsec -= 1000000000L;
+                }
+                (void) pthread_cond_timedwait(&watchdog_cond, &running_lock, &ts);
+                if (watchdog_stop)
+                        break;
+                pthread_mutex_unlock(&running_lock);
+                answer_overdue();
+                pthread_mutex_lock(&running_lock);
+        }
+        pthread_mutex_unlock(&running_lock);
+        return NULL;
+}
+
 static void run_request(Client *c, uint8_t *payload, size_t len)
 {
+        Running running = { .client = c };
+        bool tracked = false, late = false;
         Buffer reply;
         int r;
+
+        if (config.call_timeout_ms > 0 && wire_peek(payload, len, &running.serial, &running.call) == 0) {
+                running.started = now_usec();
+                running_add(&running);
+                tracked = true;
+        }
 
         buffer_init(&reply, KYSO_WIRE_FRAME_MAX + KYSO_WIRE_HEADER_SIZE);
         r = broker_handle(c->broker, payload, len, &reply);
         secure_zero(payload, len); /* may have carried a PIN */
         free(payload);
+
+        if (tracked && running_remove(&running)) {
+                const WireCallInfo *info = wire_call_info((WireCall) running.call);
+
+                log_warning("%s for client %" PRIu64 " returned after all, %" PRIu64 " ms late; its answer was "
+                            "already sent, dropping this one.",
+                            info ? info->name : "A call", c->id,
+                            (now_usec() - running.started) / 1000U - config.call_timeout_ms);
+                late = true;
+        }
+        if (late) {
+                buffer_done(&reply);
+                return;
+        }
 
         if (r < 0) {
                 /* One line per offending connection; the others carry on. */
@@ -556,9 +726,9 @@ static void handle_in(Client *c)
                 return;
 
         ensure_idle_worker();
-        atomic_fetch_add(&running, 1);
+        atomic_fetch_add(&n_running, 1);
         run_request(c, payload, len);
-        atomic_fetch_sub(&running, 1);
+        atomic_fetch_sub(&n_running, 1);
 
         pthread_mutex_lock(&c->lock);
         c->in_flight--;
@@ -566,14 +736,6 @@ static void handle_in(Client *c)
                 (void) arm_in_locked(c);
         pthread_mutex_unlock(&c->lock);
         client_unref(c);
-}
-
-static uint64_t now_usec(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000U + (uint64_t) ts.tv_nsec / 1000U;
 }
 
 /*
@@ -594,7 +756,7 @@ static int wait_event(struct epoll_event *ev)
 
                 do
                         n = epoll_wait(epoll_fd, ev, 1, 0);
-                while (n == 0 && atomic_load(&running) == 0 && now_usec() < deadline);
+                while (n == 0 && atomic_load(&n_running) == 0 && now_usec() < deadline);
                 atomic_fetch_sub(&spinners, 1);
                 if (n != 0)
                         return n;
@@ -642,14 +804,21 @@ static void *worker_main(void *userdata)
         return NULL;
 }
 
-int server_start(const ServerConfig *config)
+int server_start(const ServerConfig *c)
 {
         struct epoll_event ev;
         int r;
 
-        listen_fd = config->listen_fd;
-        spin_usec = config->spin_usec;
-        max_workers = config->max_workers > 0 ? config->max_workers : 64;
+        config = *c;
+        if (config.requests_per_client == 0)
+                config.requests_per_client = 64;
+        if (config.buffered_bytes_per_client == 0)
+                config.buffered_bytes_per_client = 4U * 1024U * 1024U;
+        if (config.connections_per_uid == 0)
+                config.connections_per_uid = 64;
+        listen_fd = c->listen_fd;
+        spin_usec = c->spin_usec;
+        max_workers = c->max_workers > 0 ? c->max_workers : 64;
 
         epoll_fd = epoll_create1(EPOLL_CLOEXEC);
         if (epoll_fd < 0)
@@ -666,8 +835,11 @@ int server_start(const ServerConfig *config)
         if (epoll_ctl(epoll_fd, EPOLL_CTL_ADD, listen_fd, &ev) < 0)
                 return log_error_errno(errno, "Failed to watch the listening socket: %m");
 
+        if (config.call_timeout_ms > 0 && pthread_create(&watchdog_thread, NULL, watchdog_main, NULL) == 0)
+                watchdog_started = true;
+
         pthread_mutex_lock(&workers_lock);
-        for (unsigned i = 0; i < (config->workers > 0 ? config->workers : 4); i++) {
+        for (unsigned i = 0; i < (c->workers > 0 ? c->workers : 4); i++) {
                 r = spawn_worker_locked();
                 if (r < 0) {
                         pthread_mutex_unlock(&workers_lock);
@@ -715,5 +887,14 @@ unsigned server_stop(uint64_t timeout_usec)
         pthread_mutex_unlock(&workers_lock);
         if (stuck > 0)
                 log_warning("%u worker(s) still inside a backend call at shutdown.", stuck);
+
+        if (watchdog_started) {
+                pthread_mutex_lock(&running_lock);
+                watchdog_stop = true;
+                pthread_cond_broadcast(&watchdog_cond);
+                pthread_mutex_unlock(&running_lock);
+                pthread_join(watchdog_thread, NULL);
+                watchdog_started = false;
+        }
         return stuck;
 }

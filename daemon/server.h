@@ -27,6 +27,10 @@ typedef struct ServerConfig {
         unsigned workers;
         unsigned max_workers;
         unsigned spin_usec; /* how long one idle worker polls before sleeping; 0: never */
+        unsigned connections_per_uid;
+        unsigned requests_per_client;      /* running at once; reading pauses beyond */
+        size_t buffered_bytes_per_client;  /* unread replies; reading pauses beyond */
+        unsigned call_timeout_ms;          /* a request running longer is answered CKR_DEVICE_ERROR; 0: never */
 } ServerConfig;
 
 int server_start(const ServerConfig *config);
