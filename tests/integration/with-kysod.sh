@@ -4,7 +4,10 @@
 # Runs a command against a real kysod serving a fresh SoftHSM2 token, then
 # stops the daemon (by its PID) and removes everything it made.
 #
-#   with-kysod.sh [--tokens N] [--mock NAME:KEY=V,...]... [--no-daemon] [--] COMMAND [ARGS...]
+#   with-kysod.sh [--tokens N] [--mock NAME:KEY=V,...]... [--config FILE] [--no-daemon] [--] COMMAND [ARGS...]
+#
+# --config FILE is passed to kysod as --config FILE (also on restarts); the
+# command line's --socket, --state-dir and --backend still override it.
 #
 # --mock adds a second kind of backend: a copy of tests/mock's wrapping module
 # ($KYSO_MOCK_MODULE) named NAME.so over a private copy of SoftHSM2 with its own
@@ -22,15 +25,23 @@
 #   KYSO_TEST_PIN, KYSO_TEST_SO_PIN
 #   KYSO_TEST_RESTART  a script that restarts the daemon (same socket and token) and updates KYSOD_PID in
 #                      $KYSO_TEST_DIR/kysod.pid
+#
+# KYSO_TEST_DAEMON_WRAPPER, when set, is a command (split on spaces) that kysod runs under, here and in
+# $KYSO_TEST_RESTART, e.g. "valgrind --error-exitcode=99 --log-file=%q{KYSO_TEST_DIR}/daemon-valgrind.%p.log".
+# Start-up and SIGTERM then get 120 s instead of 10 s. Whatever the wrapper, the test fails when the
+# daemon this script stops does not exit 0 on SIGTERM, or when kysod.log or a wrapper log
+# ($KYSO_TEST_DIR/daemon-*.log) holds a sanitizer or valgrind error report.
 set -euo pipefail
 
 tokens=1
 daemon=1
 mocks=()
+config_args=()
 while [ $# -gt 0 ]; do
     case "$1" in
         --tokens) tokens="$2"; shift 2 ;;
         --mock) mocks+=("$2"); shift 2 ;;
+        --config) config_args=(--config "$(realpath "$2")"); shift 2 ;;
         --no-daemon) daemon=0; shift ;;
         --) shift; break ;;
         *) break ;;
@@ -39,6 +50,10 @@ done
 
 : "${KYSOD:?KYSOD must name the kysod binary}"
 : "${SOFTHSM_MODULE:=/usr/lib/softhsm/libsofthsm2.so}"
+# shellcheck disable=SC2206 # the wrapper is a command line, split on spaces on purpose
+daemon_wrapper=(${KYSO_TEST_DAEMON_WRAPPER:-})
+daemon_wait=10
+[ ${#daemon_wrapper[@]} -eq 0 ] || daemon_wait=120
 
 KYSO_TEST_DIR=$(mktemp -d /tmp/kyso-test.XXXXXX)
 chmod 0755 "$KYSO_TEST_DIR"
@@ -85,7 +100,7 @@ done
 
 wait_for_socket() {
     local i
-    for i in $(seq 1 200); do
+    for i in $(seq 1 $((daemon_wait * 20))); do
         if python3 - "$KYSO_SOCKET" <<'PY' 2>/dev/null; then return 0; fi
 import socket, sys
 s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -98,42 +113,77 @@ PY
         fi
         sleep 0.05
     done
-    echo "with-kysod: kysod did not open $KYSO_SOCKET within 10 s:" >&2
+    echo "with-kysod: kysod did not open $KYSO_SOCKET within $daemon_wait s:" >&2
     cat "$KYSO_TEST_DIR/kysod.log" >&2
     return 1
 }
 
 start_kysod() {
-    "$KYSOD" --state-dir "$KYSO_TEST_DIR/state" --socket "$KYSO_SOCKET" \
+    "${daemon_wrapper[@]}" "$KYSOD" "${config_args[@]}" --state-dir "$KYSO_TEST_DIR/state" --socket "$KYSO_SOCKET" \
         --backend "$SOFTHSM_MODULE" "${extra_backends[@]}" --log-level "${KYSO_TEST_LOG_LEVEL:-info}" \
         >>"$KYSO_TEST_DIR/kysod.log" 2>&1 &
     echo $! >"$KYSO_TEST_DIR/kysod.pid"
+    child_pid=$!
     wait_for_socket
 }
 
+# Stops the daemon; returns non-zero if it was running and did not exit 0 on SIGTERM. Its exit status
+# is known only when it is the one start_kysod started (not one started by $KYSO_TEST_RESTART).
+child_pid=
 stop_kysod() {
-    local pid
+    local pid rc=0 status=0
     pid=$(cat "$KYSO_TEST_DIR/kysod.pid" 2>/dev/null) || return 0
     [ -n "$pid" ] || return 0
     if kill -0 "$pid" 2>/dev/null; then
         kill -TERM "$pid" 2>/dev/null || true
-        for _ in $(seq 1 100); do
+        for _ in $(seq 1 $((daemon_wait * 10))); do
             kill -0 "$pid" 2>/dev/null || break
             sleep 0.1
         done
         if kill -0 "$pid" 2>/dev/null; then
-            echo "with-kysod: kysod did not stop on SIGTERM; killing it" >&2
+            echo "with-kysod: kysod did not stop on SIGTERM within $daemon_wait s; killing it" >&2
             kill -KILL "$pid" 2>/dev/null || true
+            rc=1
+        fi
+        if [ "$pid" = "$child_pid" ]; then
+            wait "$pid" 2>/dev/null || status=$?
+            if [ "$status" -ne 0 ]; then
+                echo "with-kysod: kysod exited with status $status on SIGTERM (expected 0)" >&2
+                rc=1
+            fi
         fi
     fi
-    wait "$pid" 2>/dev/null || true
+    [ "$pid" != "$child_pid" ] || wait "$pid" 2>/dev/null || true
     rm -f "$KYSO_TEST_DIR/kysod.pid"
+    return $rc
+}
+
+# Fails (printing the reports) if the daemon's log or a wrapper's log holds an error report of ASan,
+# LSan, UBSan, TSan or valgrind. A valgrind log without an ERROR SUMMARY is of a killed daemon: any
+# stack trace in it is an error reported before the kill.
+check_daemon_reports() {
+    local f bad=0
+    for f in "$KYSO_TEST_DIR/kysod.log" "$KYSO_TEST_DIR"/daemon-*.log; do
+        [ -f "$f" ] || continue
+        if grep -Eq 'ERROR: (Address|Leak|Thread|Memory)Sanitizer|WARNING: ThreadSanitizer|runtime error:' "$f" ||
+            grep -Eq '== ERROR SUMMARY: [1-9]' "$f" ||
+            { grep -q '^==[0-9]*== Memcheck' "$f" && ! grep -q '== ERROR SUMMARY:' "$f" &&
+                grep -Eq '^==[0-9]+== +(at|by) 0x' "$f"; }; then
+            echo "with-kysod: error reports in ${f##*/}:" >&2
+            cat "$f" >&2
+            bad=1
+        fi
+    done
+    return $bad
 }
 
 cleanup() {
     local rc=$?
-    stop_kysod
-    if [ $rc -ne 0 ] && [ -f "$KYSO_TEST_DIR/kysod.log" ]; then
+    stop_kysod || rc=1
+    if ! check_daemon_reports; then
+        echo "with-kysod: the daemon reported errors: test failed" >&2
+        rc=1
+    elif [ $rc -ne 0 ] && [ -f "$KYSO_TEST_DIR/kysod.log" ]; then
         echo "---- kysod log ----" >&2
         tail -n 60 "$KYSO_TEST_DIR/kysod.log" >&2
     fi
@@ -149,10 +199,10 @@ set -e
 export SOFTHSM2_CONF="$SOFTHSM2_CONF" KYSO_SOCKET="$KYSO_SOCKET"
 pid=\$(cat "$KYSO_TEST_DIR/kysod.pid" 2>/dev/null || true)
 if [ -n "\$pid" ] && kill -0 "\$pid" 2>/dev/null; then kill -TERM "\$pid"; while kill -0 "\$pid" 2>/dev/null; do sleep 0.05; done; fi
-"$KYSOD" --state-dir "$KYSO_TEST_DIR/state" --socket "$KYSO_SOCKET" --backend "$SOFTHSM_MODULE" ${extra_backends[*]:-} \
+${daemon_wrapper[*]:-} "$KYSOD" ${config_args[*]:-} --state-dir "$KYSO_TEST_DIR/state" --socket "$KYSO_SOCKET" --backend "$SOFTHSM_MODULE" ${extra_backends[*]:-} \
     --log-level "${KYSO_TEST_LOG_LEVEL:-info}" >>"$KYSO_TEST_DIR/kysod.log" 2>&1 &
 echo \$! >"$KYSO_TEST_DIR/kysod.pid"
-for i in \$(seq 1 200); do
+for i in \$(seq 1 $((daemon_wait * 20))); do
     python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])' "$KYSO_SOCKET" 2>/dev/null && exit 0
     sleep 0.05
 done
