@@ -1323,8 +1323,11 @@ static int put_get_reply_entries(Writer *w, const CK_ATTRIBUTE *attrs, const CK_
                  * only from a buffer allocated as one (else arena pointers would leak as bytes, or
                  * bytes be read as pointers).
                  */
-                has_value = sh->pValue && len <= sh->ulValueLen &&
-                            (kind == WIRE_ATTR_TEMPLATE) == (allocated == WIRE_ATTR_TEMPLATE);
+                /* A length past the buffer the backend was given is a backend bug: passing it on would
+                 * send the client reading past its own buffer. */
+                if (sh->pValue && len > sh->ulValueLen)
+                        return -EINVAL;
+                has_value = sh->pValue && (kind == WIRE_ATTR_TEMPLATE) == (allocated == WIRE_ATTR_TEMPLATE);
                 w_u8(w, kind);
                 w_u64(w, len / unit);
                 w_u8(w, has_value);
@@ -1393,6 +1396,10 @@ static int get_get_reply_entries(Reader *r, CK_ATTRIBUTE *attrs, size_t count, u
                 else
                         native = n * unit;
 
+                /* Where the caller offered a buffer, a real length past it must not reach the caller
+                 * (it would read past its buffer): the token answers CK_UNAVAILABLE_INFORMATION then. */
+                if (!has_value && at->pValue && native != CK_UNAVAILABLE_INFORMATION && native > at->ulValueLen)
+                        return -EBADMSG;
                 if (has_value) {
                         const uint8_t *p;
 

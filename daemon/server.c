@@ -4,6 +4,7 @@
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -539,16 +540,33 @@ static int read_frame(Client *c, uint8_t **ret, size_t *ret_len)
  * backend call does not return (a hung token). The backend call itself
  * cannot be interrupted: it goes on, and its late reply is dropped.
  */
+static pthread_mutex_t running_lock = PTHREAD_MUTEX_INITIALIZER;
+
 typedef struct Running {
         Client *client;
         uint32_t serial;
         uint32_t call;
         uint64_t started;
         bool answered;
+        unsigned long slot_id; /* 0 until the broker names the token */
+        char label[33];
         struct Running *prev, *next;
 } Running;
 
-static pthread_mutex_t running_lock = PTHREAD_MUTEX_INITIALIZER;
+static __thread Running *current_request;
+
+void server_note_token(unsigned long slot_id, const char *label)
+{
+        Running *r = current_request;
+
+        if (!r)
+                return;
+        pthread_mutex_lock(&running_lock);
+        r->slot_id = slot_id;
+        snprintf(r->label, sizeof(r->label), "%s", label ? label : "");
+        pthread_mutex_unlock(&running_lock);
+}
+
 static Running *running_list;
 static pthread_t watchdog_thread;
 static bool watchdog_started, watchdog_stop;
@@ -586,6 +604,8 @@ static void answer_overdue(void)
         struct {
                 Client *client;
                 uint32_t serial, call;
+                unsigned long slot_id;
+                char label[33];
         } due[32];
         uint64_t now = now_usec(), limit = (uint64_t) config.call_timeout_ms * 1000U;
         size_t n = 0;
@@ -598,6 +618,8 @@ static void answer_overdue(void)
                         due[n].client = r->client;
                         due[n].serial = r->serial;
                         due[n].call = r->call;
+                        due[n].slot_id = r->slot_id;
+                        memcpy(due[n].label, r->label, sizeof(due[n].label));
                         n++;
                 }
         pthread_mutex_unlock(&running_lock);
@@ -606,9 +628,13 @@ static void answer_overdue(void)
                 const WireCallInfo *info = wire_call_info((WireCall) due[i].call);
                 Buffer reply;
 
-                log_error("%s for client %" PRIu64 " (pid %d, uid %u) did not return within %u ms: the backend or "
+                char where[80] = "";
+
+                if (due[i].slot_id > 0)
+                        snprintf(where, sizeof(where), " on slot %lu (token \"%s\")", due[i].slot_id, due[i].label);
+                log_error("%s%s for client %" PRIu64 " (pid %d, uid %u) did not return within %u ms: the backend or "
                           "its token hangs. Answered CKR_DEVICE_ERROR; the call goes on in the backend.",
-                          info ? info->name : "A call", due[i].client->id, (int) due[i].client->pid,
+                          info ? info->name : "A call", where, due[i].client->id, (int) due[i].client->pid,
                           (unsigned) due[i].client->uid, config.call_timeout_ms);
                 buffer_init(&reply, 64);
                 if (wire_encode_error_reply(&reply, due[i].serial, (WireCall) due[i].call, CKR_DEVICE_ERROR) == 0)
@@ -652,6 +678,7 @@ static void run_request(Client *c, uint8_t *payload, size_t len)
                 running.started = now_usec();
                 running_add(&running);
                 tracked = true;
+                current_request = &running;
         }
 
         buffer_init(&reply, KYSO_WIRE_FRAME_MAX + KYSO_WIRE_HEADER_SIZE);
@@ -659,6 +686,7 @@ static void run_request(Client *c, uint8_t *payload, size_t len)
         secure_zero(payload, len); /* may have carried a PIN */
         free(payload);
 
+        current_request = NULL;
         if (tracked && running_remove(&running)) {
                 const WireCallInfo *info = wire_call_info((WireCall) running.call);
 
