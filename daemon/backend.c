@@ -769,6 +769,11 @@ CK_RV backend_wait_for_slot_event(Backend *b, CK_SLOT_ID *ret_real)
         return b->f->C_WaitForSlotEvent(0, ret_real, NULL);
 }
 
+const char *backend_name(const Backend *b)
+{
+        return basename_of(b->path);
+}
+
 const char *ckr_to_string(CK_RV rv)
 {
         switch (rv) {

@@ -105,4 +105,6 @@ CK_RV backend_find_all(Slot *s, CK_SESSION_HANDLE h, CK_ATTRIBUTE *tmpl, CK_ULON
 /* Blocks in the backend until a slot event (only for backends with blocking_events). */
 CK_RV backend_wait_for_slot_event(Backend *b, CK_SLOT_ID *ret_real);
 
+/* The module's file name, for messages. */
+const char *backend_name(const Backend *b);
 const char *ckr_to_string(CK_RV rv);

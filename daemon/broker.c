@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
 #include <json-c/json.h>
+#include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
@@ -14,6 +15,7 @@
 #include "broker.h"
 #include "config.h"
 #include "handlemap.h"
+#include "kysod-config.h"
 #include "log.h"
 #include "macro.h"
 #include "policy.h"
@@ -54,6 +56,7 @@ typedef struct ObjectRef {
 
 struct BrokerClient {
         Client *conn;
+        uid_t uid; /* taken at connect: the sessions it holds count against this uid */
         pthread_mutex_t lock;
         bool hello_done;
         bool disconnected;
@@ -74,6 +77,15 @@ static time_t started_at;
 static pthread_mutex_t clients_lock = PTHREAD_MUTEX_INITIALIZER;
 static BrokerClient *clients;
 
+/*
+ * State shared by all clients, guarded by state_lock (taken after a slot's login_lock, never before):
+ * sessions per uid (uid -> count), the class of each token (slot id -> class index + 1, 0 for none;
+ * absent until first needed, dropped on slot events), and the wrong PINs the broker counted per slot
+ * (slot id -> count).
+ */
+static pthread_mutex_t state_lock = PTHREAD_MUTEX_INITIALIZER;
+static HandleMap *uid_sessions, *slot_classes, *pin_failures;
+
 static void arena_freep(Arena **a)
 {
         arena_free(*a);
@@ -83,6 +95,35 @@ void broker_setup(const BrokerConfig *config)
 {
         broker_config = *config;
         started_at = time(NULL);
+        pthread_mutex_lock(&state_lock);
+        if (!uid_sessions)
+                uid_sessions = handle_map_new();
+        if (!slot_classes)
+                slot_classes = handle_map_new();
+        if (!pin_failures)
+                pin_failures = handle_map_new();
+        pthread_mutex_unlock(&state_lock);
+}
+
+/* A count in one of the shared maps; 0 when absent. Call with state_lock held. */
+static uint64_t state_get_locked(HandleMap *m, uint64_t key)
+{
+        uint64_t v = 0;
+
+        if (m)
+                (void) handle_map_get(m, (HandleKey) { .a = key }, &v);
+        return v;
+}
+
+static int state_set_locked(HandleMap *m, uint64_t key, uint64_t v)
+{
+        if (!m)
+                return -ENOMEM;
+        if (v == 0) {
+                (void) handle_map_remove(m, (HandleKey) { .a = key }, NULL);
+                return 0;
+        }
+        return handle_map_put(m, (HandleKey) { .a = key }, v);
 }
 
 static HandleKey key1(uint64_t a)
@@ -98,6 +139,7 @@ int broker_client_new(Client *conn, BrokerClient **ret)
         if (!bc)
                 return -ENOMEM;
         bc->conn = conn;
+        bc->uid = client_uid(conn);
         bc->next_handle = 1;
         bc->sessions = handle_map_new();
         bc->objects = handle_map_new();
@@ -387,6 +429,85 @@ static CK_RV check_message_parameter(BrokerClient *bc, const Slot *slot, const W
         return CKR_MECHANISM_PARAM_INVALID;
 }
 
+/* ---- token classes ---- */
+
+/* The token's class (NULL: none), cached per slot until the slot's next event. */
+static const TokenClass *slot_class(Slot *slot)
+{
+        CK_TOKEN_INFO ti;
+        uint64_t v;
+        bool cached;
+        int i;
+
+        if (broker_config.n_classes == 0)
+                return NULL;
+        pthread_mutex_lock(&state_lock);
+        cached = slot_classes && handle_map_get(slot_classes, (HandleKey) { .a = slot->id }, &v);
+        pthread_mutex_unlock(&state_lock);
+        if (cached)
+                return v > 0 && v <= broker_config.n_classes ? &broker_config.classes[v - 1] : NULL;
+
+        slot_call_begin(slot);
+        i = backend_get_token_info(slot, &ti) == CKR_OK
+                    ? policy_token_class(broker_config.classes, broker_config.n_classes, &ti)
+                    : -2;
+        slot_call_end(slot);
+        if (i == -2)
+                return NULL; /* no token to judge: the call itself will fail */
+
+        pthread_mutex_lock(&state_lock);
+        if (slot_classes)
+                (void) handle_map_put(slot_classes, (HandleKey) { .a = slot->id }, (uint64_t) (i + 1));
+        pthread_mutex_unlock(&state_lock);
+        if (i >= 0)
+                log_debug("Slot %lu: token of class \"%s\".", slot->id, broker_config.classes[i].name);
+        return i >= 0 ? &broker_config.classes[i] : NULL;
+}
+
+static void slot_class_forget(CK_SLOT_ID id)
+{
+        pthread_mutex_lock(&state_lock);
+        if (slot_classes)
+                (void) handle_map_remove(slot_classes, (HandleKey) { .a = id }, NULL);
+        pthread_mutex_unlock(&state_lock);
+}
+
+static CK_RV check_token_operation(BrokerClient *bc, Slot *slot, TokenOperation op, const char *what)
+{
+        const TokenClass *c = slot_class(slot);
+        PolicyDecision d = policy_token_operation(c, op);
+
+        if (d.rv != CKR_OK) {
+                char buf[128];
+
+                snprintf(buf, sizeof(buf), "%s (class \"%s\")", what, c ? c->name : "");
+                broker_refuse(bc, slot, buf, d.reason);
+        }
+        return d.rv;
+}
+
+/* ---- wrong PINs the broker counted, per slot ---- */
+
+static unsigned pin_failures_get(const Slot *slot)
+{
+        uint64_t n;
+
+        pthread_mutex_lock(&state_lock);
+        n = state_get_locked(pin_failures, slot->id);
+        pthread_mutex_unlock(&state_lock);
+        return n > UINT_MAX ? UINT_MAX : (unsigned) n;
+}
+
+static int pin_failures_set(const Slot *slot, unsigned n)
+{
+        int r;
+
+        pthread_mutex_lock(&state_lock);
+        r = state_set_locked(pin_failures, slot->id, n);
+        pthread_mutex_unlock(&state_lock);
+        return r;
+}
+
 /* ---- login, per client ---- */
 
 static void pin_digest(const Slot *slot, CK_USER_TYPE user, const uint8_t *pin, size_t pin_len, uint8_t out[32])
@@ -439,6 +560,43 @@ static bool client_logged_in(BrokerClient *bc, const Slot *slot, CK_USER_TYPE *r
 }
 
 /*
+ * A later client's PIN, checked against the digest of the one the token
+ * accepted. The token does not see it and does not count a wrong one, so
+ * the broker counts (see policy_pin_check()). Call with login_lock held.
+ */
+static CK_RV check_pin_digest_locked(BrokerClient *bc, Slot *slot, WireCall call, CK_USER_TYPE user,
+                                     const uint8_t *pin, size_t pin_len)
+{
+        unsigned failures = pin_failures_get(slot);
+        CK_TOKEN_INFO ti;
+        CK_FLAGS flags = 0;
+        PolicyDecision d;
+
+        slot_call_begin(slot);
+        if (backend_get_token_info(slot, &ti) == CKR_OK)
+                flags = ti.flags;
+        slot_call_end(slot);
+
+        d = policy_pin_check(failures, flags);
+        if (d.rv != CKR_OK) {
+                broker_refuse(bc, slot, wire_call_info(call)->name, d.reason);
+                return d.rv;
+        }
+        if (pin_matches_locked(slot, user, pin, pin_len)) {
+                (void) pin_failures_set(slot, 0);
+                return CKR_OK;
+        }
+        /* Failing to count would let guessing go on uncounted: refuse instead. */
+        if (pin_failures_set(slot, failures + 1) < 0)
+                return CKR_HOST_MEMORY;
+        log_notice("Wrong PIN on slot %lu from pid %d (uid %u): %u of %u the broker allows while the token is "
+                   "logged in.",
+                   slot->id, (int) client_pid(bc->conn), (unsigned) bc->uid, failures + 1,
+                   policy_pin_tries_allowed(flags));
+        return CKR_PIN_INCORRECT;
+}
+
+/*
  * Logs the client in: the token checks the first client's PIN; later
  * clients must present the same PIN, checked against a salted digest of
  * it, because the token would only answer "already logged in".
@@ -451,6 +609,11 @@ static CK_RV login(BrokerClient *bc, Session *s, WireCall call, WireArg *args)
         size_t pin_len = args[2].len;
         CK_RV rv;
 
+        if (user == CKU_SO) {
+                rv = check_token_operation(bc, slot, TOKEN_OP_SO_LOGIN, wire_call_info(call)->name);
+                if (rv != CKR_OK)
+                        return rv;
+        }
         if (user == CKU_CONTEXT_SPECIFIC) {
                 /* Re-authentication for one key operation: only the token can judge it. */
                 if (!client_logged_in(bc, slot, NULL))
@@ -481,13 +644,12 @@ static CK_RV login(BrokerClient *bc, Session *s, WireCall call, WireArg *args)
                 if (rv == CKR_OK) {
                         slot->login_user = user;
                         remember_pin_locked(slot, user, pin, pin_len);
+                        (void) pin_failures_set(slot, 0);
                 }
         } else if (slot->login_user != user)
                 rv = CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
-        else if (pin_matches_locked(slot, user, pin, pin_len))
-                rv = CKR_OK;
         else
-                rv = CKR_PIN_INCORRECT;
+                rv = check_pin_digest_locked(bc, slot, call, user, pin, pin_len);
 
         if (rv == CKR_OK) {
                 pthread_mutex_lock(&bc->lock);
@@ -524,6 +686,7 @@ static CK_RV logout(BrokerClient *bc, Slot *slot, CK_SESSION_HANDLE real_session
                 slot->pin_known = false;
                 secure_zero(slot->pin_hash, sizeof(slot->pin_hash));
                 __atomic_add_fetch(&slot->login_generation, 1, __ATOMIC_RELEASE);
+                (void) pin_failures_set(slot, 0);
                 if (rv == CKR_USER_NOT_LOGGED_IN)
                         rv = CKR_OK; /* the token had already ended it (e.g. it was removed) */
         }
@@ -532,6 +695,34 @@ static CK_RV logout(BrokerClient *bc, Slot *slot, CK_SESSION_HANDLE real_session
 }
 
 /* ---- sessions ---- */
+
+/* Counts a new session against the client's uid ([limits] sessions_per_uid, across all its clients). */
+static CK_RV uid_session_reserve(BrokerClient *bc, const Slot *slot)
+{
+        PolicyDecision d;
+        uint64_t n;
+
+        pthread_mutex_lock(&state_lock);
+        n = state_get_locked(uid_sessions, bc->uid);
+        d = policy_session_open(n > UINT_MAX ? UINT_MAX : (unsigned) n, broker_config.sessions_per_uid);
+        if (d.rv == CKR_OK && state_set_locked(uid_sessions, bc->uid, n + 1) < 0)
+                d.rv = CKR_HOST_MEMORY;
+        pthread_mutex_unlock(&state_lock);
+        if (d.reason)
+                broker_refuse(bc, slot, "C_OpenSession", d.reason);
+        return d.rv;
+}
+
+static void uid_session_release(uid_t uid)
+{
+        uint64_t n;
+
+        pthread_mutex_lock(&state_lock);
+        n = state_get_locked(uid_sessions, uid);
+        if (n > 0)
+                (void) state_set_locked(uid_sessions, uid, n - 1);
+        pthread_mutex_unlock(&state_lock);
+}
 
 static size_t client_sessions_on_slot_locked(BrokerClient *bc, const Slot *slot)
 {
@@ -558,6 +749,7 @@ static CK_RV session_close(BrokerClient *bc, Session *s)
         last = client_sessions_on_slot_locked(bc, s->slot) == 0;
         forget_session_objects_locked(bc, s->handle);
         pthread_mutex_unlock(&bc->lock);
+        uid_session_release(bc->uid);
 
         if (last && client_logged_in(bc, s->slot, NULL))
                 (void) logout(bc, s->slot, s->real);
@@ -578,16 +770,22 @@ static CK_RV handle_open_session(BrokerClient *bc, WireArg *args)
 
         if (!slot)
                 return CKR_SLOT_ID_INVALID;
+        rv = uid_session_reserve(bc, slot);
+        if (rv != CKR_OK)
+                return rv;
 
         slot_call_begin(slot);
         rv = backend_open_session(slot, args[1].value, &real);
         slot_call_end(slot);
-        if (rv != CKR_OK)
+        if (rv != CKR_OK) {
+                uid_session_release(bc->uid);
                 return rv;
+        }
 
         s = calloc(1, sizeof(Session));
         if (!s) {
                 (void) backend_close_session(slot, real);
+                uid_session_release(bc->uid);
                 return CKR_HOST_MEMORY;
         }
         s->real = real;
@@ -601,6 +799,7 @@ static CK_RV handle_open_session(BrokerClient *bc, WireArg *args)
         pthread_mutex_unlock(&bc->lock);
         if (rv != CKR_OK) {
                 (void) backend_close_session(slot, real);
+                uid_session_release(bc->uid);
                 free(s);
                 return rv;
         }
@@ -782,6 +981,296 @@ static CK_RV register_created(BrokerClient *bc, Session *session, WireCall call,
         return rv;
 }
 
+/* ---- key protection (policy.h, rules K1-K4, W1, R1) ---- */
+
+/*
+ * What the backend says of an object, for the key rules. Attributes it does
+ * not give take the safe side. Returns the backend's error when the object
+ * cannot be read at all. Call between slot_call_begin() and slot_call_end().
+ */
+static CK_RV key_facts(Slot *slot, CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object, KeyFacts *ret)
+{
+        CK_OBJECT_CLASS cls = CK_UNAVAILABLE_INFORMATION;
+        CK_BBOOL b[7] = {};
+        CK_ATTRIBUTE a[] = {
+                { CKA_CLASS, &cls, sizeof(cls) },
+                { CKA_SENSITIVE, &b[0], sizeof(CK_BBOOL) },
+                { CKA_EXTRACTABLE, &b[1], sizeof(CK_BBOOL) },
+                { CKA_LOCAL, &b[2], sizeof(CK_BBOOL) },
+                { CKA_ALWAYS_SENSITIVE, &b[3], sizeof(CK_BBOOL) },
+                { CKA_NEVER_EXTRACTABLE, &b[4], sizeof(CK_BBOOL) },
+                { CKA_DECRYPT, &b[5], sizeof(CK_BBOOL) },
+                { CKA_TRUSTED, &b[6], sizeof(CK_BBOOL) },
+        };
+        WireArg args[3] = { { .value = session }, { .value = object }, { .ptr = a, .len = ELEMENTSOF(a) } };
+        KeyFacts f;
+        CK_RV rv;
+
+        rv = backend_invoke(slot->backend, KYSO_CALL_C_GetAttributeValue, args);
+        if (rv != CKR_OK && rv != CKR_ATTRIBUTE_TYPE_INVALID && rv != CKR_ATTRIBUTE_SENSITIVE)
+                return rv;
+        if (a[0].ulValueLen != sizeof(cls))
+                cls = CK_UNAVAILABLE_INFORMATION;
+        /* An object whose class cannot be read is judged as a secret key. */
+        f = policy_key_facts_unknown(cls == CK_UNAVAILABLE_INFORMATION ? CKO_SECRET_KEY : cls);
+#define FACT(i, field)                                                                 \
+        do {                                                                           \
+                if (a[(i) + 1].ulValueLen == sizeof(CK_BBOOL))                         \
+                        f.field = b[i] != CK_FALSE;                                    \
+        } while (0)
+        FACT(0, sensitive);
+        FACT(1, extractable);
+        FACT(2, local);
+        FACT(3, always_sensitive);
+        FACT(4, never_extractable);
+        FACT(5, decrypt);
+        FACT(6, trusted);
+#undef FACT
+        *ret = f;
+        return CKR_OK;
+}
+
+/* Facts of a key a call names (a mapped handle); an unreadable one is judged as unknown. False when there is
+ * no such object: the backend then answers the call with its own error. */
+static bool named_key_facts(Slot *slot, CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object, KeyFacts *ret)
+{
+        CK_RV rv;
+
+        if (object == CK_INVALID_HANDLE)
+                return false;
+        slot_call_begin(slot);
+        rv = key_facts(slot, session, object, ret);
+        slot_call_end(slot);
+        if (rv == CKR_OBJECT_HANDLE_INVALID || rv == CKR_KEY_HANDLE_INVALID)
+                return false;
+        if (rv != CKR_OK)
+                *ret = policy_key_facts_unknown(CKO_SECRET_KEY);
+        return true;
+}
+
+static bool caller_is_so(BrokerClient *bc, const Slot *slot)
+{
+        CK_USER_TYPE user;
+
+        return client_logged_in(bc, slot, &user) && user == CKU_SO;
+}
+
+/*
+ * A template as the backend will see it: the client's, plus what
+ * policy_key_template() says kyso adds. Restored by template_restore().
+ */
+typedef struct TemplateEdit {
+        WireArg *arg;
+        void *ptr;
+        CK_ULONG len;
+        CK_ATTRIBUTE *grown;
+} TemplateEdit;
+
+static CK_BBOOL attr_true = CK_TRUE, attr_false = CK_FALSE;
+
+static CK_RV template_add(TemplateEdit *e, WireArg *arg, const KeyTemplateAdditions *add)
+{
+        size_t extra = add->sensitive + add->unextractable, n = arg->len;
+
+        *e = (TemplateEdit) { .arg = arg, .ptr = arg->ptr, .len = arg->len };
+        if (extra == 0)
+                return CKR_OK;
+        e->grown = calloc(n + extra, sizeof(CK_ATTRIBUTE));
+        if (!e->grown)
+                return CKR_HOST_MEMORY;
+        if (n > 0)
+                memcpy(e->grown, arg->ptr, n * sizeof(CK_ATTRIBUTE));
+        if (add->sensitive)
+                e->grown[n++] = (CK_ATTRIBUTE) { CKA_SENSITIVE, &attr_true, sizeof(CK_BBOOL) };
+        if (add->unextractable)
+                e->grown[n++] = (CK_ATTRIBUTE) { CKA_EXTRACTABLE, &attr_false, sizeof(CK_BBOOL) };
+        arg->ptr = e->grown;
+        arg->len = n;
+        return CKR_OK;
+}
+
+static void template_restore(TemplateEdit *e)
+{
+        if (!e->arg)
+                return;
+        e->arg->ptr = e->ptr;
+        e->arg->len = e->len;
+        free(e->grown);
+        *e = (TemplateEdit) {};
+}
+
+/* What a key-making call needs the broker to remember between its check and its result. */
+typedef struct KeyCall {
+        KeyOrigin origin;
+        bool has_source;
+        KeyFacts source;
+        TemplateEdit edits[2];
+} KeyCall;
+
+static CK_RV check_template(BrokerClient *bc, Slot *slot, WireCall call, KeyCall *kc, WireArg *arg,
+                            CK_OBJECT_CLASS implied, size_t edit)
+{
+        KeyTemplate t;
+        KeyTemplateAdditions add;
+        PolicyDecision d;
+        CK_OBJECT_CLASS cls;
+
+        policy_key_template_read(arg->ptr, arg->len, &t);
+        cls = kc->has_source && (kc->origin == KEY_ORIGIN_COPY || kc->origin == KEY_ORIGIN_SET) ? kc->source.cls
+              : t.cls != CK_UNAVAILABLE_INFORMATION                                               ? t.cls
+                                                                                                  : implied;
+        d = policy_key_template(kc->origin, cls, &t, kc->has_source ? &kc->source : NULL, caller_is_so(bc, slot),
+                                &add);
+        if (d.rv != CKR_OK) {
+                broker_refuse(bc, slot, wire_call_info(call)->name, d.reason);
+                return d.rv;
+        }
+        return template_add(&kc->edits[edit], arg, &add);
+}
+
+/*
+ * Before a call runs: the key rules for calls that make or change keys, wrap
+ * them, or read their attributes. kc keeps what after_key_call() needs.
+ * Returns CKR_OK to go on.
+ */
+static CK_RV before_key_call(BrokerClient *bc, Session *session, WireCall call, WireArg *args, KeyCall *kc)
+{
+        Slot *slot = session ? session->slot : NULL;
+        CK_SESSION_HANDLE real = session ? session->real : CK_INVALID_HANDLE;
+        KeyFacts wrapping, key;
+        PolicyDecision d;
+        CK_RV rv;
+
+        *kc = (KeyCall) { .origin = _KEY_ORIGIN_INVALID };
+        if (!session)
+                return CKR_OK;
+
+        switch (call) {
+        case KYSO_CALL_C_CreateObject:
+                kc->origin = KEY_ORIGIN_CREATE;
+                return check_template(bc, slot, call, kc, &args[1], CK_UNAVAILABLE_INFORMATION, 0);
+        case KYSO_CALL_C_GenerateKey:
+                kc->origin = KEY_ORIGIN_GENERATE;
+                return check_template(bc, slot, call, kc, &args[2], CKO_SECRET_KEY, 0);
+        case KYSO_CALL_C_GenerateKeyPair:
+                kc->origin = KEY_ORIGIN_GENERATE;
+                rv = check_template(bc, slot, call, kc, &args[2], CKO_PUBLIC_KEY, 0);
+                if (rv == CKR_OK)
+                        rv = check_template(bc, slot, call, kc, &args[3], CKO_PRIVATE_KEY, 1);
+                return rv;
+        case KYSO_CALL_C_UnwrapKey:
+        case KYSO_CALL_C_DeriveKey:
+                kc->origin = call == KYSO_CALL_C_UnwrapKey ? KEY_ORIGIN_UNWRAP : KEY_ORIGIN_DERIVE;
+                if (!named_key_facts(slot, real, args[2].value, &kc->source))
+                        return CKR_OK;
+                kc->has_source = true;
+                return check_template(bc, slot, call, kc, &args[call == KYSO_CALL_C_UnwrapKey ? 4 : 3],
+                                      CKO_SECRET_KEY, 0);
+        case KYSO_CALL_C_CopyObject:
+        case KYSO_CALL_C_SetAttributeValue:
+                kc->origin = call == KYSO_CALL_C_CopyObject ? KEY_ORIGIN_COPY : KEY_ORIGIN_SET;
+                if (!named_key_facts(slot, real, args[1].value, &kc->source))
+                        return CKR_OK;
+                kc->has_source = true;
+                return check_template(bc, slot, call, kc, &args[2], CK_UNAVAILABLE_INFORMATION, 0);
+        case KYSO_CALL_C_WrapKey:
+                if (!named_key_facts(slot, real, args[2].value, &wrapping) ||
+                    !named_key_facts(slot, real, args[3].value, &key))
+                        return CKR_OK;
+                d = policy_wrap(&wrapping, &key);
+                if (d.rv != CKR_OK)
+                        broker_refuse(bc, slot, "C_WrapKey", d.reason);
+                return d.rv;
+        case KYSO_CALL_C_GetAttributeValue: {
+                const CK_ATTRIBUTE *a = args[2].ptr;
+                bool material = false;
+
+                for (CK_ULONG i = 0; a && i < args[2].len; i++)
+                        material = material || policy_attribute_is_key_material(a[i].type);
+                if (material && named_key_facts(slot, real, args[1].value, &kc->source))
+                        kc->has_source = true;
+                return CKR_OK;
+        }
+        default:
+                return CKR_OK;
+        }
+}
+
+/*
+ * Rule R1 on what the backend answered: key material of a protected key is
+ * blanked, in the buffer the decoder allocated (the second half of the
+ * array, see wire.h) as well as in the length.
+ */
+static CK_RV filter_attribute_values(BrokerClient *bc, Slot *slot, const KeyFacts *facts, WireArg *arg, CK_RV rv)
+{
+        CK_ATTRIBUTE *a = arg->ptr;
+        size_t n = arg->len;
+        bool withheld = false, leaked = false;
+
+        if (rv != CKR_OK && rv != CKR_ATTRIBUTE_SENSITIVE && rv != CKR_ATTRIBUTE_TYPE_INVALID &&
+            rv != CKR_BUFFER_TOO_SMALL)
+                return rv;
+        for (size_t i = 0; a && i < n; i++) {
+                CK_ATTRIBUTE *shadow = &a[n + i];
+
+                if (policy_attribute_read(facts, shadow->type).rv == CKR_OK)
+                        continue;
+                withheld = true;
+                if (a[i].ulValueLen != CK_UNAVAILABLE_INFORMATION)
+                        leaked = true;
+                if (shadow->pValue && shadow->ulValueLen > 0)
+                        secure_zero(shadow->pValue, shadow->ulValueLen);
+                a[i].ulValueLen = CK_UNAVAILABLE_INFORMATION;
+        }
+        if (leaked)
+                broker_refuse(bc, slot, "C_GetAttributeValue",
+                              "the backend handed out key material of a protected key; it was withheld");
+        return withheld && rv == CKR_OK ? CKR_ATTRIBUTE_SENSITIVE : rv;
+}
+
+/* K1/K2 on the objects a call made, in case the backend ignored the template: refused ones are destroyed. */
+static CK_RV check_created_keys(BrokerClient *bc, Session *session, WireCall call, const char *sig, WireArg *args,
+                                const KeyCall *kc)
+{
+        Slot *slot = session->slot;
+        PolicyDecision d = { CKR_OK, NULL };
+
+        slot_call_begin(slot);
+        for (size_t i = 0; sig[i] && d.rv == CKR_OK; i++) {
+                KeyFacts f;
+
+                if (sig[i] != 'n')
+                        continue;
+                if (key_facts(slot, session->real, args[i].value, &f) != CKR_OK)
+                        f = policy_key_facts_unknown(CKO_SECRET_KEY);
+                /* A copy or change keeps the class; a copy of a non-key is no business of these rules. */
+                d = policy_key_created(kc->origin, &f, kc->has_source ? &kc->source : NULL);
+        }
+        if (d.rv != CKR_OK)
+                for (size_t i = 0; sig[i]; i++)
+                        if (sig[i] == 'n')
+                                (void) backend_destroy_object(slot, session->real, args[i].value);
+        slot_call_end(slot);
+        if (d.rv != CKR_OK)
+                broker_refuse(bc, slot, wire_call_info(call)->name, d.reason);
+        return d.rv;
+}
+
+/* After the call ran: rule R1 on read values, K1/K2 on new keys, and the templates back as they came. */
+static CK_RV after_key_call(BrokerClient *bc, Session *session, WireCall call, const char *sig, WireArg *args,
+                            KeyCall *kc, CK_RV rv)
+{
+        for (size_t i = 0; i < ELEMENTSOF(kc->edits); i++)
+                template_restore(&kc->edits[i]);
+        if (!session)
+                return rv;
+        if (call == KYSO_CALL_C_GetAttributeValue && kc->has_source)
+                return filter_attribute_values(bc, session->slot, &kc->source, &args[2], rv);
+        if (rv == CKR_OK && kc->origin != _KEY_ORIGIN_INVALID && kc->origin != KEY_ORIGIN_SET && strchr(sig, 'n'))
+                return check_created_keys(bc, session, call, sig, args, kc);
+        return rv;
+}
+
 /*
  * Every call whose arguments only need mapping: the client's session, slot
  * and object handles become the backend's, the call runs, and new objects
@@ -792,6 +1281,7 @@ static CK_RV handle_generic(BrokerClient *bc, WireCall call, WireArg *args)
         const char *sig = wire_call_info(call)->signature;
         Session *session = NULL;
         Slot *slot = NULL;
+        KeyCall kc;
         CK_RV rv = CKR_OK;
 
         for (size_t i = 0; sig[i]; i++)
@@ -825,6 +1315,26 @@ static CK_RV handle_generic(BrokerClient *bc, WireCall call, WireArg *args)
                 session_put(bc, session);
                 return CKR_GENERAL_ERROR; /* a table entry without a session or slot: a bug */
         }
+        server_note_token(slot->id, backend_name(slot->backend));
+        if (rv != CKR_OK) {
+                session_put(bc, session);
+                return rv;
+        }
+
+        switch (call) {
+        case KYSO_CALL_C_InitToken:
+                rv = check_token_operation(bc, slot, TOKEN_OP_INIT_TOKEN, "C_InitToken");
+                break;
+        case KYSO_CALL_C_InitPIN:
+                rv = check_token_operation(bc, slot, TOKEN_OP_INIT_PIN, "C_InitPIN");
+                break;
+        case KYSO_CALL_C_GenerateKey:
+        case KYSO_CALL_C_GenerateKeyPair:
+                rv = check_token_operation(bc, slot, TOKEN_OP_KEY_GENERATION, wire_call_info(call)->name);
+                break;
+        default:
+                break;
+        }
         if (rv != CKR_OK) {
                 session_put(bc, session);
                 return rv;
@@ -841,10 +1351,18 @@ static CK_RV handle_generic(BrokerClient *bc, WireCall call, WireArg *args)
                 }
         }
 
+        rv = before_key_call(bc, session, call, args, &kc);
+        if (rv != CKR_OK) {
+                (void) after_key_call(bc, session, call, sig, args, &kc, rv);
+                session_put(bc, session);
+                return rv;
+        }
+
         slot_call_begin(slot);
         rv = backend_invoke(slot->backend, call, args);
         slot_call_end(slot);
 
+        rv = after_key_call(bc, session, call, sig, args, &kc, rv);
         if (rv == CKR_OK && strchr(sig, 'n'))
                 rv = register_created(bc, session, call, sig, args);
 
@@ -853,6 +1371,12 @@ static CK_RV handle_generic(BrokerClient *bc, WireCall call, WireArg *args)
                 case KYSO_CALL_C_GetSessionInfo:
                         fix_session_info(bc, slot, args[1].ptr);
                         break;
+                case KYSO_CALL_C_GetTokenInfo: {
+                        CK_TOKEN_INFO *ti = args[1].ptr;
+
+                        ti->flags = policy_pin_flags(ti->flags, pin_failures_get(slot));
+                        break;
+                }
                 case KYSO_CALL_C_SetPIN:
                         after_set_pin(bc, slot, args);
                         break;
@@ -928,6 +1452,10 @@ void broker_slot_events(const CK_SLOT_ID *ids, size_t n)
 {
         PendingReply *replies = NULL;
 
+        /* A new or re-initialised token may be of another class. */
+        for (size_t i = 0; i < n; i++)
+                slot_class_forget(ids[i]);
+
         pthread_mutex_lock(&clients_lock);
         for (BrokerClient *bc = clients; bc; bc = bc->next) {
                 pthread_mutex_lock(&bc->lock);
@@ -1001,6 +1529,7 @@ static void drop_slot_state(Slot *slot)
                                 if (((Session *) (uintptr_t) v)->slot == slot)
                                         dead[n++] = (Session *) (uintptr_t) v;
                         for (size_t i = 0; i < n; i++) {
+                                uid_session_release(bc->uid);
                                 handle_map_remove(bc->sessions, key1(dead[i]->handle), NULL);
                                 forget_session_objects_locked(bc, dead[i]->handle);
                                 if (--dead[i]->refs == 0)
@@ -1017,7 +1546,9 @@ static void drop_slot_state(Slot *slot)
         slot->pin_known = false;
         secure_zero(slot->pin_hash, sizeof(slot->pin_hash));
         __atomic_add_fetch(&slot->login_generation, 1, __ATOMIC_RELEASE);
+        (void) pin_failures_set(slot, 0);
         pthread_mutex_unlock(&slot->login_lock);
+        slot_class_forget(slot->id);
 }
 
 void broker_rescan(void)
@@ -1048,6 +1579,7 @@ static CK_RV handle_find_objects(BrokerClient *bc, WireArg *args, Arena *arena)
         s = session_get(bc, args[0].value);
         if (!s)
                 return CKR_SESSION_HANDLE_INVALID;
+        server_note_token(s->slot->id, backend_name(s->slot->backend));
 
         slot_call_begin(s->slot);
         rv = backend_find_all(s->slot, s->real, args[1].ptr, args[1].len, &found, &n);
@@ -1084,6 +1616,7 @@ static CK_RV handle_session_call(BrokerClient *bc, WireCall call, WireArg *args)
 
         if (!s)
                 return CKR_SESSION_HANDLE_INVALID;
+        server_note_token(s->slot->id, backend_name(s->slot->backend));
 
         switch (call) {
         case KYSO_CALL_C_CloseSession:

@@ -1,4 +1,9 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <fnmatch.h>
+#include <limits.h>
+#include <string.h>
+
+#include "kysod-config.h"
 #include "policy.h"
 
 /* Mechanisms whose parameter is a plain byte string (IV, nonce, public value, OID). */
@@ -59,4 +64,281 @@ PolicyDecision policy_mechanism_parameter(CK_MECHANISM_TYPE mechanism, bool has_
         return (PolicyDecision) { CKR_MECHANISM_PARAM_INVALID,
                                   "kyso does not know this mechanism's parameter and will not pass raw bytes that "
                                   "could be read as pointers" };
+}
+
+/* ---- key protection ---- */
+
+#define ALLOW ((PolicyDecision) { CKR_OK, NULL })
+
+static PolicyDecision refuse(CK_RV rv, const char *reason)
+{
+        return (PolicyDecision) { rv, reason };
+}
+
+bool policy_is_key_class(CK_OBJECT_CLASS cls)
+{
+        return cls == CKO_PRIVATE_KEY || cls == CKO_SECRET_KEY;
+}
+
+static int template_bool(const CK_ATTRIBUTE *a)
+{
+        if (!a->pValue || a->ulValueLen != sizeof(CK_BBOOL))
+                return POLICY_UNSET;
+        return *(const CK_BBOOL *) a->pValue != CK_FALSE;
+}
+
+void policy_key_template_read(const CK_ATTRIBUTE *t, CK_ULONG n, KeyTemplate *ret)
+{
+        *ret = (KeyTemplate) {
+                .cls = CK_UNAVAILABLE_INFORMATION,
+                .sensitive = POLICY_UNSET,
+                .extractable = POLICY_UNSET,
+                .decrypt = POLICY_UNSET,
+                .trusted = POLICY_UNSET,
+        };
+        for (CK_ULONG i = 0; t && i < n; i++)
+                switch (t[i].type) {
+                case CKA_CLASS:
+                        if (t[i].pValue && t[i].ulValueLen == sizeof(CK_OBJECT_CLASS))
+                                ret->cls = *(const CK_OBJECT_CLASS *) t[i].pValue;
+                        break;
+                case CKA_SENSITIVE:
+                        ret->sensitive = template_bool(&t[i]);
+                        break;
+                case CKA_EXTRACTABLE:
+                        ret->extractable = template_bool(&t[i]);
+                        break;
+                case CKA_DECRYPT:
+                        ret->decrypt = template_bool(&t[i]);
+                        break;
+                case CKA_TRUSTED:
+                        ret->trusted = template_bool(&t[i]);
+                        break;
+                default:
+                        break;
+                }
+}
+
+KeyFacts policy_key_facts_unknown(CK_OBJECT_CLASS cls)
+{
+        return (KeyFacts) { .cls = cls, .sensitive = true, .decrypt = true };
+}
+
+/* Must a secret key made this way be sensitive (K2)? */
+static bool secret_must_be_sensitive(KeyOrigin origin, const KeyFacts *source)
+{
+        switch (origin) {
+        case KEY_ORIGIN_CREATE:
+        case KEY_ORIGIN_GENERATE:
+                return false;
+        case KEY_ORIGIN_DERIVE:
+                /* Key agreement with a private key yields a secret the peer holds too. */
+                return !source || (source->cls != CKO_PRIVATE_KEY && source->sensitive);
+        default:
+                return !source || source->sensitive;
+        }
+}
+
+PolicyDecision policy_key_template(KeyOrigin origin, CK_OBJECT_CLASS cls, const KeyTemplate *t,
+                                   const KeyFacts *source, bool caller_is_so, KeyTemplateAdditions *ret_add)
+{
+        KeyTemplateAdditions add = {};
+        bool creating = origin != KEY_ORIGIN_COPY && origin != KEY_ORIGIN_SET;
+        /* What the specification answers for an attribute that cannot take the value, made or changed. */
+        CK_RV no = creating ? CKR_ATTRIBUTE_VALUE_INVALID : CKR_ATTRIBUTE_READ_ONLY;
+
+        if (ret_add)
+                *ret_add = add;
+        if (t->trusted == 1 && !caller_is_so)
+                return refuse(no,
+                              "CKA_TRUSTED=TRUE needs the caller itself logged in as security officer");
+        if (!policy_is_key_class(cls))
+                return ALLOW;
+
+        if (cls == CKO_PRIVATE_KEY) {
+                if (t->sensitive == 0)
+                        return refuse(no, "a private key must stay sensitive");
+                if (t->extractable == 1)
+                        return refuse(no, "a private key must not be extractable");
+                add.sensitive = creating && t->sensitive == POLICY_UNSET;
+                add.unextractable = creating && t->extractable == POLICY_UNSET;
+        } else {
+                if (secret_must_be_sensitive(origin, source)) {
+                        if (t->sensitive == 0)
+                                return refuse(no, "a key made from a sensitive key must stay sensitive");
+                        add.sensitive = creating && t->sensitive == POLICY_UNSET;
+                }
+                if (source && !creating && t->extractable == 1 && !source->extractable)
+                        return refuse(no, "CKA_EXTRACTABLE cannot be turned back on");
+        }
+        if (source && !creating && source->sensitive && t->decrypt == 1 && !source->decrypt)
+                return refuse(no,
+                              "a sensitive key that could not decrypt may have wrapped keys: it may not start to "
+                              "decrypt");
+        if (ret_add)
+                *ret_add = add;
+        return ALLOW;
+}
+
+PolicyDecision policy_key_created(KeyOrigin origin, const KeyFacts *created, const KeyFacts *source)
+{
+        if (created->cls == CKO_PRIVATE_KEY && (!created->sensitive || created->extractable))
+                return refuse(CKR_ATTRIBUTE_VALUE_INVALID,
+                              "the backend made a private key that is not sensitive or is extractable");
+        if (created->cls == CKO_SECRET_KEY && !created->sensitive && secret_must_be_sensitive(origin, source))
+                return refuse(CKR_ATTRIBUTE_VALUE_INVALID, "the backend made a secret key that must be sensitive "
+                                                           "but is not");
+        return ALLOW;
+}
+
+PolicyDecision policy_wrap(const KeyFacts *wrapping_key, const KeyFacts *key)
+{
+        if (key->cls == CKO_PRIVATE_KEY)
+                return refuse(CKR_KEY_UNEXTRACTABLE, "private keys never leave the token");
+        if (!key->sensitive)
+                return ALLOW;
+        if (wrapping_key->trusted)
+                return ALLOW;
+        if (wrapping_key->cls != CKO_SECRET_KEY)
+                return refuse(CKR_KEY_NOT_WRAPPABLE,
+                              "a sensitive key is wrapped only with a trusted key or a secret key that never left "
+                              "the token");
+        if (!wrapping_key->local || !wrapping_key->always_sensitive || !wrapping_key->never_extractable)
+                return refuse(CKR_KEY_NOT_WRAPPABLE,
+                              "the wrapping key's value has been outside the token (not generated there, or once "
+                              "readable or extractable)");
+        if (wrapping_key->decrypt)
+                return refuse(CKR_KEY_NOT_WRAPPABLE,
+                              "the wrapping key can also decrypt, which would reveal the wrapped key");
+        return ALLOW;
+}
+
+bool policy_attribute_is_key_material(CK_ATTRIBUTE_TYPE type)
+{
+        switch (type) {
+        case CKA_VALUE:
+        case CKA_PRIVATE_EXPONENT:
+        case CKA_PRIME_1:
+        case CKA_PRIME_2:
+        case CKA_EXPONENT_1:
+        case CKA_EXPONENT_2:
+        case CKA_COEFFICIENT:
+                return true;
+        default:
+                return false;
+        }
+}
+
+PolicyDecision policy_attribute_read(const KeyFacts *object, CK_ATTRIBUTE_TYPE type)
+{
+        if (!policy_attribute_is_key_material(type) || !policy_is_key_class(object->cls))
+                return ALLOW;
+        if (object->cls == CKO_PRIVATE_KEY)
+                return refuse(CKR_ATTRIBUTE_SENSITIVE, "private key material never leaves the token");
+        if (object->sensitive || !object->extractable)
+                return refuse(CKR_ATTRIBUTE_SENSITIVE, "the key is sensitive or not extractable");
+        return ALLOW;
+}
+
+/* ---- token classes ---- */
+
+/* A space-padded PKCS#11 string as a C string without the padding. */
+static void trimmed(const CK_UTF8CHAR *p, size_t n, char *out)
+{
+        while (n > 0 && (p[n - 1] == ' ' || p[n - 1] == '\0'))
+                n--;
+        memcpy(out, p, n);
+        out[n] = '\0';
+}
+
+static bool pattern_matches(const char *pattern, const char *s)
+{
+        return !pattern || fnmatch(pattern, s, 0) == 0;
+}
+
+int policy_token_class(const TokenClass *classes, size_t n, const CK_TOKEN_INFO *info)
+{
+        char manufacturer[sizeof(info->manufacturerID) + 1], model[sizeof(info->model) + 1],
+                label[sizeof(info->label) + 1];
+
+        trimmed(info->manufacturerID, sizeof(info->manufacturerID), manufacturer);
+        trimmed(info->model, sizeof(info->model), model);
+        trimmed(info->label, sizeof(info->label), label);
+        for (size_t i = 0; i < n && i < INT_MAX; i++)
+                if (pattern_matches(classes[i].match_manufacturer, manufacturer) &&
+                    pattern_matches(classes[i].match_model, model) && pattern_matches(classes[i].match_label, label))
+                        return (int) i;
+        return -1;
+}
+
+PolicyDecision policy_token_operation(const TokenClass *c, TokenOperation op)
+{
+        if (!c)
+                return ALLOW;
+        switch (op) {
+        case TOKEN_OP_INIT_TOKEN:
+                if (c->deny_init_token)
+                        return refuse(CKR_FUNCTION_REJECTED, "the token's class reserves token initialisation");
+                break;
+        case TOKEN_OP_INIT_PIN:
+                if (c->deny_init_pin)
+                        return refuse(CKR_FUNCTION_REJECTED, "the token's class reserves setting the user PIN");
+                break;
+        case TOKEN_OP_SO_LOGIN:
+                if (c->deny_so_login)
+                        return refuse(CKR_FUNCTION_REJECTED, "the token's class reserves security officer login");
+                break;
+        case TOKEN_OP_KEY_GENERATION:
+                if (c->deny_key_generation)
+                        return refuse(CKR_FUNCTION_REJECTED, "the token's class reserves key generation");
+                break;
+        default:
+                return refuse(CKR_FUNCTION_REJECTED, "unknown operation");
+        }
+        return ALLOW;
+}
+
+/* ---- sessions ---- */
+
+PolicyDecision policy_session_open(unsigned open, unsigned limit)
+{
+        if (limit > 0 && open >= limit)
+                return refuse(CKR_SESSION_COUNT, "the user already has as many sessions as [limits] "
+                                                 "sessions_per_uid allows");
+        return ALLOW;
+}
+
+/* ---- PIN tries ---- */
+
+#define PIN_TRIES_MAX 3U
+
+unsigned policy_pin_tries_allowed(CK_FLAGS token_flags)
+{
+        if (token_flags & CKF_USER_PIN_LOCKED)
+                return 0;
+        if (token_flags & CKF_USER_PIN_FINAL_TRY)
+                return 1;
+        if (token_flags & CKF_USER_PIN_COUNT_LOW)
+                return PIN_TRIES_MAX - 1;
+        return PIN_TRIES_MAX;
+}
+
+PolicyDecision policy_pin_check(unsigned failures, CK_FLAGS token_flags)
+{
+        if (failures >= policy_pin_tries_allowed(token_flags))
+                return refuse(CKR_PIN_LOCKED, "too many wrong PINs while the token is logged in; the PIN is "
+                                              "checked again once every client has logged out");
+        return ALLOW;
+}
+
+CK_FLAGS policy_pin_flags(CK_FLAGS token_flags, unsigned failures)
+{
+        unsigned allowed = policy_pin_tries_allowed(token_flags);
+
+        if (failures == 0)
+                return token_flags;
+        token_flags |= CKF_USER_PIN_COUNT_LOW;
+        if (failures + 1 >= allowed)
+                token_flags |= CKF_USER_PIN_FINAL_TRY;
+        return token_flags;
 }

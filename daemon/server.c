@@ -631,7 +631,7 @@ static void answer_overdue(void)
                 char where[80] = "";
 
                 if (due[i].slot_id > 0)
-                        snprintf(where, sizeof(where), " on slot %lu (token \"%s\")", due[i].slot_id, due[i].label);
+                        snprintf(where, sizeof(where), " on slot %lu (%s)", due[i].slot_id, due[i].label);
                 log_error("%s%s for client %" PRIu64 " (pid %d, uid %u) did not return within %u ms: the backend or "
                           "its token hangs. Answered CKR_DEVICE_ERROR; the call goes on in the backend.",
                           info ? info->name : "A call", where, due[i].client->id, (int) due[i].client->pid,

@@ -51,8 +51,8 @@ pid_t client_pid(const Client *c);
 uint64_t client_id(const Client *c);
 BrokerClient *client_broker(const Client *c);
 
-/* Called by the broker while it runs a request: which token the request is for, and that token's label,
- * so a timeout can name them. */
+/* Called by the broker while it runs a request: which slot the request is for, and a name for where it
+ * lives (the backend module), so a timeout can say which token hangs. */
 void server_note_token(unsigned long slot_id, const char *label);
 
 /* Connection count, for status. */

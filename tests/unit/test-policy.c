@@ -4,9 +4,11 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <cmocka.h>
 
+#include "kysod-config.h"
 #include "policy.h"
 #include "wire.h"
 
@@ -63,11 +65,332 @@ static void test_codec_structures_pass(void **state)
         }
 }
 
+#define U POLICY_UNSET
+#define NONE CK_UNAVAILABLE_INFORMATION
+
+static const KeyFacts sensitive_secret = { .cls = CKO_SECRET_KEY, .sensitive = true, .extractable = true,
+                                           .decrypt = false };
+static const KeyFacts readable_secret = { .cls = CKO_SECRET_KEY, .sensitive = false, .extractable = true,
+                                          .decrypt = true };
+static const KeyFacts private_key = { .cls = CKO_PRIVATE_KEY, .sensitive = true, .decrypt = true };
+static const KeyFacts data_object = { .cls = CKO_DATA };
+
+static void test_key_template(void **state)
+{
+        static const struct {
+                const char *what;
+                KeyOrigin origin;
+                CK_OBJECT_CLASS cls;
+                KeyTemplate t;
+                const KeyFacts *source;
+                bool so;
+                CK_RV want;
+                bool add_sensitive, add_unextractable;
+        } table[] = {
+                { "private key imported non-sensitive", KEY_ORIGIN_CREATE, CKO_PRIVATE_KEY,
+                  { CKO_PRIVATE_KEY, 0, U, U, U }, NULL, false, CKR_ATTRIBUTE_VALUE_INVALID },
+                { "private key generated extractable", KEY_ORIGIN_GENERATE, CKO_PRIVATE_KEY, { NONE, 1, 1, U, U },
+                  NULL, false, CKR_ATTRIBUTE_VALUE_INVALID },
+                { "private key generated, nothing said: kyso adds both", KEY_ORIGIN_GENERATE, CKO_PRIVATE_KEY,
+                  { NONE, U, U, U, U }, NULL, false, CKR_OK, true, true },
+                { "private key generated sensitive: kyso adds unextractable", KEY_ORIGIN_GENERATE, CKO_PRIVATE_KEY,
+                  { NONE, 1, U, U, U }, NULL, false, CKR_OK, false, true },
+                { "private key unwrapped extractable", KEY_ORIGIN_UNWRAP, CKO_PRIVATE_KEY,
+                  { CKO_PRIVATE_KEY, 1, 1, U, U }, &sensitive_secret, false, CKR_ATTRIBUTE_VALUE_INVALID },
+                { "private key made non-sensitive", KEY_ORIGIN_SET, CKO_PRIVATE_KEY, { NONE, 0, U, U, U },
+                  &private_key, false, CKR_ATTRIBUTE_READ_ONLY },
+                { "private key made extractable", KEY_ORIGIN_SET, CKO_PRIVATE_KEY, { NONE, U, 1, U, U }, &private_key,
+                  false, CKR_ATTRIBUTE_READ_ONLY },
+                { "private key copied extractable", KEY_ORIGIN_COPY, CKO_PRIVATE_KEY, { NONE, U, 1, U, U },
+                  &private_key, false, CKR_ATTRIBUTE_READ_ONLY },
+                { "private key label changed", KEY_ORIGIN_SET, CKO_PRIVATE_KEY, { NONE, U, U, U, U }, &private_key,
+                  false, CKR_OK },
+                { "secret key imported non-sensitive, extractable", KEY_ORIGIN_CREATE, CKO_SECRET_KEY,
+                  { CKO_SECRET_KEY, 0, 1, 1, U }, NULL, false, CKR_OK },
+                { "secret key generated non-sensitive (pkcs11-tool --keygen)", KEY_ORIGIN_GENERATE, CKO_SECRET_KEY,
+                  { NONE, 0, 1, U, U }, NULL, false, CKR_OK },
+                { "secret key unwrapped non-sensitive with a sensitive key", KEY_ORIGIN_UNWRAP, CKO_SECRET_KEY,
+                  { CKO_SECRET_KEY, 0, 1, U, U }, &sensitive_secret, false, CKR_ATTRIBUTE_VALUE_INVALID },
+                { "secret key unwrapped with a private key, nothing said: kyso adds sensitive", KEY_ORIGIN_UNWRAP,
+                  CKO_SECRET_KEY, { CKO_SECRET_KEY, U, 1, U, U }, &private_key, false, CKR_OK, true, false },
+                { "secret key unwrapped non-sensitive with a readable key", KEY_ORIGIN_UNWRAP, CKO_SECRET_KEY,
+                  { CKO_SECRET_KEY, 0, 1, U, U }, &readable_secret, false, CKR_OK },
+                { "secret key derived non-sensitive from a sensitive secret", KEY_ORIGIN_DERIVE, CKO_SECRET_KEY,
+                  { CKO_SECRET_KEY, 0, U, U, U }, &sensitive_secret, false, CKR_ATTRIBUTE_VALUE_INVALID },
+                { "secret key derived non-sensitive from a readable secret", KEY_ORIGIN_DERIVE, CKO_SECRET_KEY,
+                  { CKO_SECRET_KEY, 0, U, U, U }, &readable_secret, false, CKR_OK },
+                { "ECDH shared secret readable", KEY_ORIGIN_DERIVE, CKO_SECRET_KEY, { CKO_SECRET_KEY, 0, 1, U, U },
+                  &private_key, false, CKR_OK },
+                { "derived from an unjudgeable key", KEY_ORIGIN_DERIVE, CKO_SECRET_KEY, { NONE, 0, U, U, U }, NULL,
+                  false, CKR_ATTRIBUTE_VALUE_INVALID },
+                { "sensitive secret made non-sensitive", KEY_ORIGIN_SET, CKO_SECRET_KEY, { NONE, 0, U, U, U },
+                  &sensitive_secret, false, CKR_ATTRIBUTE_READ_ONLY },
+                { "sensitive secret copied non-sensitive", KEY_ORIGIN_COPY, CKO_SECRET_KEY, { NONE, 0, U, U, U },
+                  &sensitive_secret, false, CKR_ATTRIBUTE_READ_ONLY },
+                { "unextractable secret made extractable", KEY_ORIGIN_SET, CKO_SECRET_KEY, { NONE, U, 1, U, U },
+                  &private_key /* unextractable */, false, CKR_ATTRIBUTE_READ_ONLY },
+                { "sensitive non-decrypting secret made to decrypt (Clulow)", KEY_ORIGIN_SET, CKO_SECRET_KEY,
+                  { NONE, U, U, 1, U }, &sensitive_secret, false, CKR_ATTRIBUTE_READ_ONLY },
+                { "sensitive non-decrypting secret copied to decrypt (Clulow)", KEY_ORIGIN_COPY, CKO_SECRET_KEY,
+                  { NONE, U, U, 1, U }, &sensitive_secret, false, CKR_ATTRIBUTE_READ_ONLY },
+                { "readable secret made to decrypt", KEY_ORIGIN_SET, CKO_SECRET_KEY, { NONE, U, U, 1, U },
+                  &readable_secret, false, CKR_OK },
+                { "readable secret made sensitive", KEY_ORIGIN_SET, CKO_SECRET_KEY, { NONE, 1, U, U, U },
+                  &readable_secret, false, CKR_OK },
+                { "CKA_TRUSTED by a user", KEY_ORIGIN_SET, CKO_PUBLIC_KEY, { NONE, U, U, U, 1 }, &data_object, false,
+                  CKR_ATTRIBUTE_READ_ONLY },
+                { "CKA_TRUSTED by the SO", KEY_ORIGIN_SET, CKO_PUBLIC_KEY, { NONE, U, U, U, 1 }, &data_object, true,
+                  CKR_OK },
+                { "data object with CKA_SENSITIVE=FALSE", KEY_ORIGIN_CREATE, CKO_DATA, { CKO_DATA, 0, 1, U, U }, NULL,
+                  false, CKR_OK },
+                { "public key template of a key pair", KEY_ORIGIN_GENERATE, CKO_PUBLIC_KEY, { NONE, U, U, U, U }, NULL,
+                  false, CKR_OK },
+        };
+
+        for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+                KeyTemplateAdditions add;
+                PolicyDecision d = policy_key_template(table[i].origin, table[i].cls, &table[i].t, table[i].source,
+                                                       table[i].so, &add);
+
+                if (d.rv != table[i].want)
+                        fail_msg("%s: got 0x%lx, want 0x%lx", table[i].what, d.rv, table[i].want);
+                if (d.rv != CKR_OK && !d.reason)
+                        fail_msg("%s: a refusal must say why", table[i].what);
+                if (d.rv == CKR_OK &&
+                    (add.sensitive != table[i].add_sensitive || add.unextractable != table[i].add_unextractable))
+                        fail_msg("%s: additions %d/%d, want %d/%d", table[i].what, add.sensitive, add.unextractable,
+                                 table[i].add_sensitive, table[i].add_unextractable);
+        }
+}
+
+static void test_key_template_read(void **state)
+{
+        CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+        CK_BBOOL no = CK_FALSE, yes = CK_TRUE;
+        CK_ULONG wide = 1;
+        CK_ATTRIBUTE t[] = {
+                { CKA_CLASS, &cls, sizeof(cls) },       { CKA_SENSITIVE, &no, sizeof(no) },
+                { CKA_EXTRACTABLE, &wide, sizeof(wide) }, /* wrong size: counts as absent */
+                { CKA_DECRYPT, &yes, sizeof(yes) },     { CKA_TRUSTED, NULL, 1 },
+        };
+        KeyTemplate r;
+
+        policy_key_template_read(t, sizeof(t) / sizeof(t[0]), &r);
+        assert_int_equal(r.cls, CKO_SECRET_KEY);
+        assert_int_equal(r.sensitive, 0);
+        assert_int_equal(r.extractable, POLICY_UNSET);
+        assert_int_equal(r.decrypt, 1);
+        assert_int_equal(r.trusted, POLICY_UNSET);
+        policy_key_template_read(NULL, 3, &r);
+        assert_int_equal(r.cls, CK_UNAVAILABLE_INFORMATION);
+}
+
+static void test_key_created(void **state)
+{
+        KeyFacts p = private_key, s = readable_secret;
+
+        assert_int_equal(policy_key_created(KEY_ORIGIN_GENERATE, &p, NULL).rv, CKR_OK);
+        p.extractable = true;
+        assert_int_equal(policy_key_created(KEY_ORIGIN_GENERATE, &p, NULL).rv, CKR_ATTRIBUTE_VALUE_INVALID);
+        p = private_key;
+        p.sensitive = false;
+        assert_int_equal(policy_key_created(KEY_ORIGIN_CREATE, &p, NULL).rv, CKR_ATTRIBUTE_VALUE_INVALID);
+        assert_int_equal(policy_key_created(KEY_ORIGIN_CREATE, &s, NULL).rv, CKR_OK);
+        assert_int_equal(policy_key_created(KEY_ORIGIN_UNWRAP, &s, &readable_secret).rv, CKR_OK);
+        assert_int_equal(policy_key_created(KEY_ORIGIN_UNWRAP, &s, &private_key).rv, CKR_ATTRIBUTE_VALUE_INVALID);
+        assert_int_equal(policy_key_created(KEY_ORIGIN_DERIVE, &s, &sensitive_secret).rv,
+                         CKR_ATTRIBUTE_VALUE_INVALID);
+        assert_int_equal(policy_key_created(KEY_ORIGIN_DERIVE, &s, &private_key).rv, CKR_OK);
+}
+
+static void test_wrap(void **state)
+{
+        static const KeyFacts good_kek = { .cls = CKO_SECRET_KEY, .sensitive = true, .local = true,
+                                           .always_sensitive = true, .never_extractable = true, .decrypt = false };
+        KeyFacts kek_decrypts = good_kek, kek_imported = good_kek, kek_was_extractable = good_kek,
+                 kek_was_readable = good_kek, public_key = { .cls = CKO_PUBLIC_KEY, .local = true },
+                 trusted_public = { .cls = CKO_PUBLIC_KEY, .trusted = true }, extractable_private = private_key;
+        const struct {
+                const char *what;
+                const KeyFacts *wrapping, *key;
+                CK_RV want;
+        } table[] = {
+                { "sensitive key under a local, never-readable, non-decrypting key", &good_kek, &sensitive_secret,
+                  CKR_OK },
+                { "sensitive key under a key that can decrypt (Clulow)", &kek_decrypts, &sensitive_secret,
+                  CKR_KEY_NOT_WRAPPABLE },
+                { "sensitive key under an imported key", &kek_imported, &sensitive_secret, CKR_KEY_NOT_WRAPPABLE },
+                { "sensitive key under a key once extractable", &kek_was_extractable, &sensitive_secret,
+                  CKR_KEY_NOT_WRAPPABLE },
+                { "sensitive key under a key once readable", &kek_was_readable, &sensitive_secret,
+                  CKR_KEY_NOT_WRAPPABLE },
+                { "sensitive key under a public key", &public_key, &sensitive_secret, CKR_KEY_NOT_WRAPPABLE },
+                { "sensitive key under a trusted public key", &trusted_public, &sensitive_secret, CKR_OK },
+                { "readable key under anything", &public_key, &readable_secret, CKR_OK },
+                { "private key, even one the backend calls extractable", &trusted_public, &extractable_private,
+                  CKR_KEY_UNEXTRACTABLE },
+        };
+
+        kek_decrypts.decrypt = true;
+        kek_imported.local = false;
+        kek_was_extractable.never_extractable = false;
+        kek_was_readable.always_sensitive = false;
+        extractable_private.extractable = true;
+        for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+                PolicyDecision d = policy_wrap(table[i].wrapping, table[i].key);
+
+                if (d.rv != table[i].want)
+                        fail_msg("%s: got 0x%lx, want 0x%lx", table[i].what, d.rv, table[i].want);
+                if (d.rv != CKR_OK && !d.reason)
+                        fail_msg("%s: a refusal must say why", table[i].what);
+        }
+}
+
+static void test_attribute_read(void **state)
+{
+        KeyFacts unextractable = readable_secret, unknown = policy_key_facts_unknown(CKO_SECRET_KEY),
+                 backend_says_readable_private = private_key;
+        const struct {
+                const char *what;
+                const KeyFacts *o;
+                CK_ATTRIBUTE_TYPE type;
+                CK_RV want;
+        } table[] = {
+                { "CKA_VALUE of a readable secret", &readable_secret, CKA_VALUE, CKR_OK },
+                { "CKA_VALUE of a sensitive secret", &sensitive_secret, CKA_VALUE, CKR_ATTRIBUTE_SENSITIVE },
+                { "CKA_VALUE of an unextractable secret", &unextractable, CKA_VALUE, CKR_ATTRIBUTE_SENSITIVE },
+                { "CKA_VALUE of an unjudgeable key", &unknown, CKA_VALUE, CKR_ATTRIBUTE_SENSITIVE },
+                { "CKA_LABEL of a sensitive secret", &sensitive_secret, CKA_LABEL, CKR_OK },
+                { "CKA_PRIVATE_EXPONENT", &private_key, CKA_PRIVATE_EXPONENT, CKR_ATTRIBUTE_SENSITIVE },
+                { "CKA_PRIME_1", &private_key, CKA_PRIME_1, CKR_ATTRIBUTE_SENSITIVE },
+                { "CKA_PRIME_2", &private_key, CKA_PRIME_2, CKR_ATTRIBUTE_SENSITIVE },
+                { "CKA_EXPONENT_1", &private_key, CKA_EXPONENT_1, CKR_ATTRIBUTE_SENSITIVE },
+                { "CKA_EXPONENT_2", &private_key, CKA_EXPONENT_2, CKR_ATTRIBUTE_SENSITIVE },
+                { "CKA_COEFFICIENT", &private_key, CKA_COEFFICIENT, CKR_ATTRIBUTE_SENSITIVE },
+                { "EC private CKA_VALUE the backend calls readable", &backend_says_readable_private, CKA_VALUE,
+                  CKR_ATTRIBUTE_SENSITIVE },
+                { "CKA_MODULUS of a private key", &private_key, CKA_MODULUS, CKR_OK },
+                { "CKA_VALUE of a data object", &data_object, CKA_VALUE, CKR_OK },
+        };
+
+        unextractable.extractable = false;
+        backend_says_readable_private.sensitive = false;
+        backend_says_readable_private.extractable = true;
+        for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+                PolicyDecision d = policy_attribute_read(table[i].o, table[i].type);
+
+                if (d.rv != table[i].want)
+                        fail_msg("%s: got 0x%lx, want 0x%lx", table[i].what, d.rv, table[i].want);
+        }
+}
+
+static void pad(CK_UTF8CHAR *dst, size_t n, const char *s)
+{
+        memset(dst, ' ', n);
+        memcpy(dst, s, strlen(s));
+}
+
+static void test_token_class(void **state)
+{
+        TokenClass classes[] = {
+                { .name = "gov", .match_manufacturer = "Bit4id*", .match_label = "VGCA*", .deny_so_login = true },
+                { .name = "test", .match_label = "kyso-test", .deny_init_token = true, .deny_init_pin = true,
+                  .deny_so_login = true, .deny_key_generation = true },
+                { .name = "softhsm", .match_model = "SoftHSM v2" },
+        };
+        const struct {
+                const char *manufacturer, *model, *label;
+                int want;
+        } table[] = {
+                { "Bit4id srl", "TokenME", "VGCA user", 0 },
+                { "Bit4id srl", "TokenME", "other", -1 },
+                { "SoftHSM project", "SoftHSM v2", "kyso-test", 1 },
+                { "SoftHSM project", "SoftHSM v2", "kyso-test-2", 2 },
+                { "SoftHSM project", "SoftHSM v3", "kyso-test-2", -1 },
+        };
+
+        for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+                CK_TOKEN_INFO ti;
+                int c;
+
+                memset(&ti, 0, sizeof(ti));
+                pad(ti.manufacturerID, sizeof(ti.manufacturerID), table[i].manufacturer);
+                pad(ti.model, sizeof(ti.model), table[i].model);
+                pad(ti.label, sizeof(ti.label), table[i].label);
+                c = policy_token_class(classes, sizeof(classes) / sizeof(classes[0]), &ti);
+                if (c != table[i].want)
+                        fail_msg("%s/%s/%s: class %d, want %d", table[i].manufacturer, table[i].model, table[i].label,
+                                 c, table[i].want);
+        }
+
+        for (int op = 0; op < _TOKEN_OP_MAX; op++) {
+                assert_int_equal(policy_token_operation(NULL, op).rv, CKR_OK);
+                assert_int_equal(policy_token_operation(&classes[1], op).rv, CKR_FUNCTION_REJECTED);
+                assert_int_equal(policy_token_operation(&classes[2], op).rv, CKR_OK);
+        }
+        assert_int_equal(policy_token_operation(&classes[0], TOKEN_OP_SO_LOGIN).rv, CKR_FUNCTION_REJECTED);
+        assert_int_equal(policy_token_operation(&classes[0], TOKEN_OP_KEY_GENERATION).rv, CKR_OK);
+}
+
+static void test_session_open(void **state)
+{
+        assert_int_equal(policy_session_open(0, 0).rv, CKR_OK);
+        assert_int_equal(policy_session_open(100000, 0).rv, CKR_OK);
+        assert_int_equal(policy_session_open(3, 4).rv, CKR_OK);
+        assert_int_equal(policy_session_open(4, 4).rv, CKR_SESSION_COUNT);
+        assert_non_null(policy_session_open(5, 4).reason);
+}
+
+static void test_pin_tries(void **state)
+{
+        static const struct {
+                const char *what;
+                unsigned failures;
+                CK_FLAGS token;
+                CK_RV want;
+                CK_FLAGS shown;
+        } table[] = {
+                { "no wrong PIN", 0, CKF_TOKEN_INITIALIZED, CKR_OK, CKF_TOKEN_INITIALIZED },
+                { "one wrong", 1, 0, CKR_OK, CKF_USER_PIN_COUNT_LOW },
+                { "two wrong: the next is the last", 2, 0, CKR_OK, CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY },
+                { "three wrong: stop", 3, 0, CKR_PIN_LOCKED, CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY },
+                { "token count low, one wrong: last", 1, CKF_USER_PIN_COUNT_LOW, CKR_OK,
+                  CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY },
+                { "token count low, two wrong: stop", 2, CKF_USER_PIN_COUNT_LOW, CKR_PIN_LOCKED,
+                  CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY },
+                { "token final try, none wrong", 0, CKF_USER_PIN_FINAL_TRY, CKR_OK, CKF_USER_PIN_FINAL_TRY },
+                { "token final try, one wrong: stop", 1, CKF_USER_PIN_FINAL_TRY, CKR_PIN_LOCKED,
+                  CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY },
+                { "token locked", 0, CKF_USER_PIN_LOCKED, CKR_PIN_LOCKED, CKF_USER_PIN_LOCKED },
+        };
+
+        for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+                PolicyDecision d = policy_pin_check(table[i].failures, table[i].token);
+                CK_FLAGS f = policy_pin_flags(table[i].token, table[i].failures);
+
+                if (d.rv != table[i].want)
+                        fail_msg("%s: got 0x%lx, want 0x%lx", table[i].what, d.rv, table[i].want);
+                if (f != table[i].shown)
+                        fail_msg("%s: flags 0x%lx, want 0x%lx", table[i].what, f, table[i].shown);
+                /* kyso never reports a lock of its own */
+                if ((f & CKF_USER_PIN_LOCKED) && !(table[i].token & CKF_USER_PIN_LOCKED))
+                        fail_msg("%s: CKF_USER_PIN_LOCKED invented", table[i].what);
+        }
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
                 cmocka_unit_test(test_mechanism_parameter),
                 cmocka_unit_test(test_codec_structures_pass),
+                cmocka_unit_test(test_key_template),
+                cmocka_unit_test(test_key_template_read),
+                cmocka_unit_test(test_key_created),
+                cmocka_unit_test(test_wrap),
+                cmocka_unit_test(test_attribute_read),
+                cmocka_unit_test(test_token_class),
+                cmocka_unit_test(test_session_open),
+                cmocka_unit_test(test_pin_tries),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);
