@@ -467,11 +467,9 @@ static void seq_objects(Side *sd, CK_SESSION_HANDLE s) {
         R(rv, "C_FindObjectsInit(class data, application)");
         rv = f->C_FindObjectsInit(s, ft, ELEMENTSOF(ft));
         R(rv, "C_FindObjectsInit while a search is active");
-        CK_ULONG total = 0;
         for (int i = 0; i < 4; i++) {
                 rv = f->C_FindObjects(s, found, 1, &n);
                 RU(rv, n, "C_FindObjects(max 1) #%d", i + 1);
-                total += n;
         }
         rv = f->C_FindObjectsFinal(s);
         R(rv, "C_FindObjectsFinal");
@@ -886,6 +884,14 @@ static void run(Side *sd) {
         R(rv, "C_GetSlotList after C_Finalize");
 }
 
+static void free_side(Side *sd) {
+        for (size_t i = 0; i < sd->n; i++)
+                free(sd->rec[i].data);
+        free(sd->rec);
+        sd->rec = NULL;
+        sd->n = sd->cap = 0;
+}
+
 int main(void) {
         P11Module km, dm;
         Side kyso = { .name = "kyso" }, direct = { .name = "direct" };
@@ -907,5 +913,7 @@ int main(void) {
         run(&direct);
         p11t_diag("comparing %zu direct steps with %zu kyso steps", direct.n, kyso.n);
         compare(&direct, &kyso);
+        free_side(&kyso);
+        free_side(&direct);
         return p11t_summary();
 }

@@ -338,7 +338,7 @@ double p11t_now(void) {
         return ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
-static void report(bool cond, bool print_ok, const char *fmt, va_list ap) {
+__attribute__((format(printf, 3, 0))) static void report(bool cond, bool print_ok, const char *fmt, va_list ap) {
         pthread_mutex_lock(&report_lock);
         n_tests++;
         if (!cond)

@@ -141,7 +141,7 @@ static void *worker(void *arg) {
 
 typedef struct Waiter {
         pthread_t thread;
-        volatile int state; /* 0 not started, 1 calling, 2 returned */
+        _Atomic int state; /* 0 not started, 1 calling, 2 returned */
         CK_RV rv;
         CK_SLOT_ID slot;
         double returned_at;

@@ -411,6 +411,20 @@ static bool enter_full(const char *name, Kind kind, CK_ULONG id, bool defer_fail
 
 #define enter(name, kind, id, rv) enter_full(name, kind, id, false, rv)
 
+/* The session sets die with the module's state, so nothing is left when the daemon unloads it. */
+static CK_RV mock_C_Finalize(CK_VOID_PTR reserved)
+{
+        CK_RV rv = target->C_Finalize(reserved);
+
+        pthread_mutex_lock(&lock);
+        free(open_set);
+        free(removed_set);
+        open_set = removed_set = NULL;
+        n_open = n_removed = cap_open = cap_removed = 0;
+        pthread_mutex_unlock(&lock);
+        return rv;
+}
+
 static CK_RV mock_C_Initialize(CK_VOID_PTR args)
 {
         char *saved = NULL;
@@ -802,6 +816,7 @@ static CK_RV load_target(void)
         wrapped = *target;
 #define W(name) wrapped.name = mock_##name
         W(C_Initialize);
+        W(C_Finalize);
         W(C_GetFunctionList);
         W(C_GetInfo);
         W(C_GetSlotList);
