@@ -26,6 +26,8 @@ void kysod_config_init(KysodConfig *c)
                         .connections_per_uid = 64,
                         .sessions_per_uid = 512,
                         .requests_per_client = 64,
+                        .requests_per_uid = 128,
+                        .buffered_bytes_per_uid = 64U * 1024U * 1024U,
                         .buffered_bytes_per_client = 4U * 1024U * 1024U,
                 },
         };
@@ -218,6 +220,13 @@ static int handle_entry(void *userdata, const char *section, const char *name, c
                         r = parse_unsigned(value, 1, 1000000, &c->limits.sessions_per_uid);
                 else if (streq(name, "requests_per_client"))
                         r = parse_unsigned(value, 1, 4096, &c->limits.requests_per_client);
+                else if (streq(name, "requests_per_uid"))
+                        r = parse_unsigned(value, 1, 65536, &c->limits.requests_per_uid);
+                else if (streq(name, "buffered_kib_per_uid")) {
+                        r = parse_unsigned(value, 64, 16 * 1024 * 1024, &v);
+                        if (r >= 0)
+                                c->limits.buffered_bytes_per_uid = (size_t) v * 1024U;
+                }
                 else if (streq(name, "buffered_kib_per_client")) {
                         r = parse_unsigned(value, 64, 1024 * 1024, &v);
                         if (r >= 0)

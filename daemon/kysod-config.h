@@ -33,6 +33,8 @@ typedef struct Limits {
         unsigned connections_per_uid;
         unsigned sessions_per_uid;
         unsigned requests_per_client;  /* running at once; reading pauses beyond */
+        unsigned requests_per_uid;     /* the same across all connections of a uid */
+        size_t buffered_bytes_per_uid;
         size_t buffered_bytes_per_client; /* replies not yet read; reading pauses beyond */
 } Limits;
 

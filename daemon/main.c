@@ -332,6 +332,8 @@ int main(int argc, char *argv[])
                 .spin_usec = config.spin_usec,
                 .connections_per_uid = config.limits.connections_per_uid,
                 .requests_per_client = config.limits.requests_per_client,
+                .requests_per_uid = config.limits.requests_per_uid,
+                .buffered_bytes_per_uid = config.limits.buffered_bytes_per_uid,
                 .buffered_bytes_per_client = config.limits.buffered_bytes_per_client,
                 .call_timeout_ms = config.call_timeout_ms,
         };

@@ -78,6 +78,7 @@ struct Client {
         size_t out_off;
         bool out_armed;
         bool out_registered;
+        bool counted; /* in its uid's connection count */
 
         Watch watch_in;
         Watch watch_out;
@@ -101,12 +102,81 @@ static atomic_uint spinners;
 static atomic_uint n_running; /* requests being run by workers, all clients */
 static unsigned spin_usec;
 
+/*
+ * What each local user holds in the daemon, across all its connections:
+ * the limits are per uid, so one user cannot take from the others by
+ * opening more connections. budget_lock is a leaf: nothing else is taken
+ * while it is held.
+ */
+typedef struct UidBudget {
+        uid_t uid;
+        unsigned connections;
+        unsigned requests;
+        size_t unsent;
+} UidBudget;
+
+static pthread_mutex_t budget_lock = PTHREAD_MUTEX_INITIALIZER;
+static UidBudget *budgets;
+static size_t n_budgets;
+
+static UidBudget *budget_find_locked(uid_t uid)
+{
+        UidBudget *n;
+
+        for (size_t i = 0; i < n_budgets; i++)
+                if (budgets[i].uid == uid)
+                        return &budgets[i];
+        n = realloc(budgets, (n_budgets + 1) * sizeof(UidBudget));
+        if (!n)
+                return NULL;
+        budgets = n;
+        budgets[n_budgets] = (UidBudget) { .uid = uid };
+        return &budgets[n_budgets++];
+}
+
+static bool budget_open_locked(const UidBudget *b)
+{
+        return b->requests < config.requests_per_uid && b->unsent < config.buffered_bytes_per_uid;
+}
+
+/* Changes a uid's counts; returns whether its reading budget reopened (paused connections may resume). */
+static bool budget_add(uid_t uid, int connections, int requests, ssize_t unsent)
+{
+        bool was_open, reopened = false;
+        UidBudget *b;
+
+        pthread_mutex_lock(&budget_lock);
+        b = budget_find_locked(uid);
+        if (b) {
+                was_open = budget_open_locked(b);
+                b->connections += connections;
+                b->requests += requests;
+                b->unsent = unsent < 0 && (size_t) -unsent > b->unsent ? 0 : b->unsent + unsent;
+                reopened = !was_open && budget_open_locked(b);
+        }
+        pthread_mutex_unlock(&budget_lock);
+        return reopened;
+}
+
+static bool budget_allows_read(uid_t uid)
+{
+        bool open;
+        UidBudget *b;
+
+        pthread_mutex_lock(&budget_lock);
+        b = budget_find_locked(uid);
+        open = !b || budget_open_locked(b);
+        pthread_mutex_unlock(&budget_lock);
+        return open;
+}
+
 static pthread_mutex_t clients_lock = PTHREAD_MUTEX_INITIALIZER;
 static Client *clients;
 static unsigned n_clients;
 static uint64_t next_client_id = 1;
 
 static void *worker_main(void *userdata);
+static void resume_uid(uid_t uid);
 
 static uint64_t now_usec(void)
 {
@@ -191,6 +261,8 @@ static void client_free(Client *c)
 {
         /* Last reference: no worker runs a request for it any more, so its sessions can go. */
         broker_client_free(c->broker);
+        if (budget_add(c->uid, c->counted ? -1 : 0, 0, -(ssize_t) (c->out.len - c->out_off)))
+                resume_uid(c->uid);
         if (c->fd_out >= 0) {
                 if (c->out_registered)
                         (void) epoll_ctl(epoll_fd, EPOLL_CTL_DEL, c->fd_out, NULL);
@@ -219,7 +291,24 @@ void client_unref(Client *c)
 static bool can_read_locked(const Client *c)
 {
         return !c->dead && c->in_flight < config.requests_per_client &&
-               c->out.len - c->out_off < config.buffered_bytes_per_client;
+               c->out.len - c->out_off < config.buffered_bytes_per_client && budget_allows_read(c->uid);
+}
+
+static int arm_in_locked(Client *c);
+
+/* The uid's budget reopened: its connections paused for it may read again. */
+static void resume_uid(uid_t uid)
+{
+        pthread_mutex_lock(&clients_lock);
+        for (Client *c = clients; c; c = c->next) {
+                if (c->uid != uid)
+                        continue;
+                pthread_mutex_lock(&c->lock);
+                if (c->in_state == IN_PAUSED && can_read_locked(c))
+                        (void) arm_in_locked(c);
+                pthread_mutex_unlock(&c->lock);
+        }
+        pthread_mutex_unlock(&clients_lock);
 }
 
 static int arm_in_locked(Client *c)
@@ -319,11 +408,13 @@ static void arm_out_locked(Client *c)
 void client_send(Client *c, const uint8_t *data, size_t len)
 {
         bool kill = false;
+        size_t before = 0;
 
         pthread_mutex_lock(&c->lock);
         if (c->dead)
                 goto out;
-        if (c->out.len - c->out_off + len > CLIENT_OUT_MAX_BYTES) {
+        before = c->out.len - c->out_off;
+        if (before + len > CLIENT_OUT_MAX_BYTES) {
                 log_warning("Client %" PRIu64 " (pid %d) does not read its replies; disconnecting.", c->id,
                             (int) c->pid);
                 kill = true;
@@ -339,6 +430,7 @@ void client_send(Client *c, const uint8_t *data, size_t len)
                 kill = true;
         else if (c->out_off < c->out.len)
                 arm_out_locked(c);
+        (void) budget_add(c->uid, 0, 0, (ssize_t) (c->out.len - c->out_off) - (ssize_t) before);
 out:
         pthread_mutex_unlock(&c->lock);
         if (kill)
@@ -347,10 +439,12 @@ out:
 
 static void handle_out(Client *c)
 {
-        bool kill = false;
+        bool kill = false, reopened;
+        size_t before;
 
         pthread_mutex_lock(&c->lock);
         c->out_armed = false;
+        before = c->out.len - c->out_off;
         if (!c->dead) {
                 if (flush_locked(c) < 0)
                         kill = true;
@@ -360,9 +454,12 @@ static void handle_out(Client *c)
                         (void) arm_in_locked(c);
         }
         c->refs--; /* the watch's reference; the caller holds another */
+        reopened = budget_add(c->uid, 0, 0, (ssize_t) (c->out.len - c->out_off) - (ssize_t) before);
         pthread_mutex_unlock(&c->lock);
         if (kill)
                 client_kill(c);
+        if (reopened)
+                resume_uid(c->uid);
 }
 
 /* One local user may not take the daemon's connections from everyone else. */
@@ -371,11 +468,13 @@ static bool uid_at_limit(uid_t uid)
         static uint64_t last_logged;
         unsigned n = 0;
         uint64_t now;
+        UidBudget *b;
 
-        pthread_mutex_lock(&clients_lock);
-        for (Client *c = clients; c; c = c->next)
-                n += c->uid == uid;
-        pthread_mutex_unlock(&clients_lock);
+        pthread_mutex_lock(&budget_lock);
+        b = budget_find_locked(uid);
+        if (b)
+                n = b->connections;
+        pthread_mutex_unlock(&budget_lock);
         if (n < config.connections_per_uid)
                 return false;
 
@@ -445,6 +544,9 @@ static void accept_clients(void)
                         client_free(c);
                         continue;
                 }
+
+                (void) budget_add(c->uid, 1, 0, 0);
+                c->counted = true;
 
                 pthread_mutex_lock(&clients_lock);
                 c->next = clients;
@@ -715,7 +817,7 @@ static void handle_in(Client *c)
 {
         uint8_t *payload = NULL;
         size_t len = 0;
-        bool teardown = false;
+        bool teardown = false, reopened;
         int r;
 
         pthread_mutex_lock(&c->lock);
@@ -737,6 +839,7 @@ static void handle_in(Client *c)
                 if (r > 0) {
                         c->in_flight++;
                         c->refs++; /* held by the request */
+                        (void) budget_add(c->uid, 0, 1, 0);
                 }
                 if (can_read_locked(c))
                         (void) arm_in_locked(c);
@@ -758,11 +861,14 @@ static void handle_in(Client *c)
         run_request(c, payload, len);
         atomic_fetch_sub(&n_running, 1);
 
+        reopened = budget_add(c->uid, 0, -1, 0);
         pthread_mutex_lock(&c->lock);
         c->in_flight--;
         if (c->in_state == IN_PAUSED && can_read_locked(c))
                 (void) arm_in_locked(c);
         pthread_mutex_unlock(&c->lock);
+        if (reopened)
+                resume_uid(c->uid);
         client_unref(c);
 }
 
@@ -844,6 +950,10 @@ int server_start(const ServerConfig *c)
                 config.buffered_bytes_per_client = 4U * 1024U * 1024U;
         if (config.connections_per_uid == 0)
                 config.connections_per_uid = 64;
+        if (config.requests_per_uid == 0)
+                config.requests_per_uid = 128;
+        if (config.buffered_bytes_per_uid == 0)
+                config.buffered_bytes_per_uid = 64U * 1024U * 1024U;
         listen_fd = c->listen_fd;
         spin_usec = c->spin_usec;
         max_workers = c->max_workers > 0 ? c->max_workers : 64;

@@ -28,6 +28,8 @@ typedef struct ServerConfig {
         unsigned max_workers;
         unsigned spin_usec; /* how long one idle worker polls before sleeping; 0: never */
         unsigned connections_per_uid;
+        unsigned requests_per_uid;         /* running at once across a uid's connections */
+        size_t buffered_bytes_per_uid;     /* unread replies across a uid's connections */
         unsigned requests_per_client;      /* running at once; reading pauses beyond */
         size_t buffered_bytes_per_client;  /* unread replies; reading pauses beyond */
         unsigned call_timeout_ms;          /* a request running longer is answered CKR_DEVICE_ERROR; 0: never */

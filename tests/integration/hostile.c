@@ -8,12 +8,14 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <grp.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "p11-test.h"
@@ -110,6 +112,28 @@ static bool good_client_works(void)
                good.f->C_GetSessionInfo(good_session, &si) == CKR_OK;
 }
 
+/* A client of another uid (nobody), in a child process: it must be served whatever root's clients do. */
+static bool other_uid_works(void)
+{
+        pid_t pid = fork();
+        int status = 0;
+
+        if (pid == 0) {
+                P11Module m;
+                CK_SLOT_ID slots[8];
+                CK_ULONG n = 8;
+
+                if (setgroups(0, NULL) < 0 || setgid(65534) < 0 || setuid(65534) < 0)
+                        _exit(2);
+                if (!p11t_load(&m, "kyso", p11t_env("KYSO_MODULE")) || p11t_initialize(m.f) != CKR_OK ||
+                    m.f->C_GetSlotList(CK_TRUE, slots, &n) != CKR_OK || n == 0)
+                        _exit(3);
+                m.f->C_Finalize(NULL);
+                _exit(0);
+        }
+        return pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
 static void offend(const char *what, const void *bytes, size_t n, bool after_hello)
 {
         int fd = after_hello ? hello_connection() : raw_connect();
@@ -195,10 +219,15 @@ int main(void)
         }
 
         /* A client that sends requests and never reads the answers: the daemon stops reading it once its
-         * replies pile up (hostile.conf: 256 KiB, 4 requests), so what it can queue is bounded. */
+         * replies pile up (hostile.conf: 128 KiB for its uid, 256 KiB for one connection), so what it can
+         * queue is bounded. The budget is its user's: another connection of the same uid stalls too
+         * (after its HELLO), while another user is served; when the flooder goes, the stalled one resumes. */
         {
-                int fd = hello_connection();
+                int fd = hello_connection(), same = -1;
                 size_t accepted = 0;
+                uint8_t req[32], reply[256];
+                static const uint8_t slots_query[] = { 1, 1, 0, 0, 0, 0, 0, 0, 0, 0 }; /* tokenPresent, a length query */
+                size_t m;
 
                 if (fd >= 0) {
                         int flags = fcntl(fd, F_GETFL);
@@ -208,10 +237,10 @@ int main(void)
                                 /* DAEMON_STATUS offering a 1 MiB buffer ('o': not a query, capacity 2^20). */
                                 static const uint8_t q[] = { 0, 0, 0, 0, 0, 0, 0x10, 0, 0 };
                                 uint8_t st[32];
-                                size_t m = build_request(st, sizeof(st), KYSO_CALL_DAEMON_STATUS, q, sizeof(q));
-                                ssize_t k = send(fd, st, m, MSG_NOSIGNAL);
+                                size_t k = build_request(st, sizeof(st), KYSO_CALL_DAEMON_STATUS, q, sizeof(q));
+                                ssize_t sent = send(fd, st, k, MSG_NOSIGNAL);
 
-                                if (k < (ssize_t) m)
+                                if (sent < (ssize_t) k)
                                         break;
                                 accepted++;
                         }
@@ -219,9 +248,30 @@ int main(void)
                 CHECK(fd >= 0 && accepted < 200000,
                       "a client that never reads is stopped: the daemon took %zu requests, then stopped reading",
                       accepted);
-                CHECK(good_client_works(), "... and the other client kept working meanwhile");
+                usleep(300000); /* let the daemon fill the flooder's budget */
+
+                CHECK(other_uid_works(), "... a client of another uid is served meanwhile");
+
+                same = hello_connection();
+                m = build_request(req, sizeof(req), KYSO_CALL_C_GetSlotList, slots_query, sizeof(slots_query));
+                CHECK(same >= 0 && send_all(same, req, m), "another connection of the same uid said hello and asked");
+                {
+                        struct pollfd p = { .fd = same, .events = POLLIN };
+
+                        CHECK(same >= 0 && poll(&p, 1, 1000) == 0,
+                              "... and is not answered while its user's budget is used up");
+                }
                 if (fd >= 0)
                         close(fd);
+                {
+                        struct pollfd p = { .fd = same, .events = POLLIN };
+                        bool answered = same >= 0 && poll(&p, 1, 5000) == 1 && recv(same, reply, sizeof(reply), 0) > 0;
+
+                        CHECK(answered, "when the flooder is gone, the stalled connection is answered");
+                }
+                if (same >= 0)
+                        close(same);
+                CHECK(good_client_works(), "... and the first well-behaved client works again");
         }
 
         /* Too many connections of one uid: the ones over the limit are closed at once. */
