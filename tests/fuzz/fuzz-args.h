@@ -18,6 +18,7 @@
 typedef struct FuzzArgs {
         WireArg args[KYSO_WIRE_ARGS_MAX];
         void *allocs[FUZZ_ALLOCS_MAX];
+        size_t sizes[FUZZ_ALLOCS_MAX];
         size_t n_allocs;
         CK_OBJECT_HANDLE *handles;
         CK_ULONG handle_count;
@@ -41,6 +42,7 @@ static inline void *fuzz_alloc(FuzzArgs *f, size_t n)
         p = calloc(1, n ? n : 1);
         if (!p)
                 abort();
+        f->sizes[f->n_allocs] = n;
         f->allocs[f->n_allocs++] = p;
         return p;
 }
@@ -213,6 +215,42 @@ static inline void fuzz_args_build(FuzzArgs *f, WireCall call, const uint8_t con
                         abort();
                 }
         }
+}
+
+/* A copy of everything the decoder may write to: the caller's buffers, lengths and scalars. */
+static inline uint8_t *fuzz_args_snapshot(const FuzzArgs *f)
+{
+        size_t total = sizeof(f->lens) + sizeof(f->scalars), off;
+        uint8_t *copy;
+
+        for (size_t i = 0; i < f->n_allocs; i++)
+                total += f->sizes[i];
+        copy = malloc(total);
+        if (!copy)
+                abort();
+        memcpy(copy, f->lens, sizeof(f->lens));
+        memcpy(copy + sizeof(f->lens), f->scalars, sizeof(f->scalars));
+        off = sizeof(f->lens) + sizeof(f->scalars);
+        for (size_t i = 0; i < f->n_allocs; i++) {
+                memcpy(copy + off, f->allocs[i], f->sizes[i]);
+                off += f->sizes[i];
+        }
+        return copy;
+}
+
+static inline bool fuzz_args_unchanged(const FuzzArgs *f, const uint8_t *copy)
+{
+        size_t off = sizeof(f->lens) + sizeof(f->scalars);
+
+        if (memcmp(copy, f->lens, sizeof(f->lens)) != 0 ||
+            memcmp(copy + sizeof(f->lens), f->scalars, sizeof(f->scalars)) != 0 || f->handles)
+                return false;
+        for (size_t i = 0; i < f->n_allocs; i++) {
+                if (memcmp(copy + off, f->allocs[i], f->sizes[i]) != 0)
+                        return false;
+                off += f->sizes[i];
+        }
+        return true;
 }
 
 static inline void fuzz_args_free(FuzzArgs *f)
