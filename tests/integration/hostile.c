@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -110,6 +112,29 @@ static bool good_client_works(void)
 
         return good.f->C_GenerateRandom(good_session, r, sizeof(r)) == CKR_OK &&
                good.f->C_GetSessionInfo(good_session, &si) == CKR_OK;
+}
+
+/*
+ * Waits until the daemon stops reading fd: the bytes queued on our side stop
+ * going down (checked over a few samples, for up to 20 s, so a slow daemon
+ * under a sanitizer or valgrind gets there too).
+ */
+static bool wait_stalled(int fd)
+{
+        int last = -1, same = 0;
+
+        for (unsigned i = 0; i < 200; i++) {
+                int queued = 0;
+
+                if (ioctl(fd, SIOCOUTQ, &queued) < 0)
+                        return false;
+                same = queued > 0 && queued == last ? same + 1 : 0;
+                if (same >= 5)
+                        return true;
+                last = queued;
+                usleep(100000);
+        }
+        return false;
 }
 
 /* A client of another uid (nobody), in a child process: it must be served whatever root's clients do. */
@@ -248,7 +273,7 @@ int main(void)
                 CHECK(fd >= 0 && accepted < 200000,
                       "a client that never reads is stopped: the daemon took %zu requests, then stopped reading",
                       accepted);
-                usleep(300000); /* let the daemon fill the flooder's budget */
+                CHECK(fd >= 0 && wait_stalled(fd), "... its unread requests stay queued: the daemon stopped reading it");
 
                 CHECK(other_uid_works(), "... a client of another uid is served meanwhile");
 
