@@ -35,8 +35,10 @@ as_nobody() {
 }
 
 start_kysod() {
-    as_nobody env SOFTHSM2_CONF="$store/softhsm2.conf" "$KYSOD" --state-dir "$WORK/state" --socket "$sock" \
-        --log-level debug >"$log" 2>&1 &
+    # Not through the as_nobody function: a backgrounded function is a subshell, and $! would name it
+    # instead of kysod.
+    setpriv --reuid=nobody --regid=nogroup --clear-groups env HOME="$home" SOFTHSM2_CONF="$store/softhsm2.conf" \
+        "$KYSOD" --state-dir "$WORK/state" --socket "$sock" --log-level debug >"$log" 2>&1 &
     echo $! >"$pidfile"
     for _ in $(seq 1 100); do
         [ -S "$sock" ] && break
@@ -49,7 +51,11 @@ stop_kysod() {
     local pid
     pid=$(cat "$pidfile" 2>/dev/null) || return 0
     kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+        kill -0 "$pid" 2>/dev/null || return 0
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
 }
 trap stop_kysod EXIT
 
