@@ -218,6 +218,48 @@ static void session_put(BrokerClient *bc, Session *s)
                 free(s);
 }
 
+/*
+ * Every session object made through the broker, with the client that made
+ * it: (slot id, backend handle) -> BrokerClient. A backend shows session
+ * objects to all sessions of its application, and kysod is that one
+ * application, so a search finds other clients' session objects too; this
+ * tells at once that they are not the searcher's, without asking the
+ * backend. Entries go when the object or its session does. A leaf lock.
+ */
+static pthread_mutex_t session_objects_lock = PTHREAD_MUTEX_INITIALIZER;
+static HandleMap *session_objects;
+
+static void session_object_add(const Slot *slot, CK_OBJECT_HANDLE real, const BrokerClient *owner)
+{
+        pthread_mutex_lock(&session_objects_lock);
+        if (!session_objects)
+                session_objects = handle_map_new();
+        if (session_objects)
+                (void) handle_map_put(session_objects, (HandleKey) { .a = slot->id, .b = real }, (uintptr_t) owner);
+        pthread_mutex_unlock(&session_objects_lock);
+}
+
+static void session_object_remove(const Slot *slot, CK_OBJECT_HANDLE real)
+{
+        pthread_mutex_lock(&session_objects_lock);
+        if (session_objects)
+                (void) handle_map_remove(session_objects, (HandleKey) { .a = slot->id, .b = real }, NULL);
+        pthread_mutex_unlock(&session_objects_lock);
+}
+
+/* Whether the object is a session object another client made. */
+static bool session_object_of_other(const Slot *slot, CK_OBJECT_HANDLE real, const BrokerClient *bc)
+{
+        uint64_t owner;
+        bool r;
+
+        pthread_mutex_lock(&session_objects_lock);
+        r = session_objects && handle_map_get(session_objects, (HandleKey) { .a = slot->id, .b = real }, &owner) &&
+            owner != (uintptr_t) bc;
+        pthread_mutex_unlock(&session_objects_lock);
+        return r;
+}
+
 static bool logged_in_locked(BrokerClient *bc, const Slot *slot)
 {
         return handle_map_get(bc->logins, key1(slot->id), NULL);
@@ -277,6 +319,8 @@ static void object_forget_locked(BrokerClient *bc, CK_OBJECT_HANDLE h)
                 ObjectRef *o = (ObjectRef *) (uintptr_t) v;
 
                 handle_map_remove(bc->objects_rev, (HandleKey) { .a = o->slot->id, .b = o->real }, NULL);
+                if (o->session != 0)
+                        session_object_remove(o->slot, o->real);
                 free(o);
         }
 }
@@ -313,6 +357,8 @@ static int object_register_locked(BrokerClient *bc, Slot *slot, CK_OBJECT_HANDLE
                 .session = is_token ? 0 : session,
                 .login_generation = login_generation(slot),
         };
+        if (o->session != 0)
+                session_object_add(slot, real, bc);
         h = issue_handle_locked(bc);
         if (handle_map_put(bc->objects, key1(h), (uintptr_t) o) < 0) {
                 free(o);
@@ -345,6 +391,8 @@ static int object_admit(BrokerClient *bc, Session *s, CK_OBJECT_HANDLE real, CK_
         pthread_mutex_unlock(&bc->lock);
         if (r)
                 return visible;
+        if (session_object_of_other(s->slot, real, bc))
+                return 0;
 
         slot_call_begin(s->slot);
         rv = backend_object_visibility(s->slot, s->real, real, &is_token, &is_private);
@@ -866,8 +914,13 @@ void broker_client_free(BrokerClient *bc)
         }
 
         state = 0;
-        while (handle_map_next(bc->objects, &state, NULL, &v))
-                free((ObjectRef *) (uintptr_t) v);
+        while (handle_map_next(bc->objects, &state, NULL, &v)) {
+                ObjectRef *o = (ObjectRef *) (uintptr_t) v;
+
+                if (o->session != 0)
+                        session_object_remove(o->slot, o->real);
+                free(o);
+        }
         handle_map_free(bc->sessions);
         handle_map_free(bc->objects);
         handle_map_free(bc->objects_rev);
