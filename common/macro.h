@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define _cleanup_(f) __attribute__((cleanup(f)))
@@ -78,3 +79,18 @@ static inline bool size_add_overflow(size_t a, size_t b, size_t *ret)
 }
 
 #define streq(a, b) (strcmp((a), (b)) == 0)
+
+/* The CLOCK_REALTIME instant usec from now, as pthread_cond_timedwait() and pthread_timedjoin_np() want it. */
+static inline struct timespec realtime_after_usec(uint64_t usec)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_sec += (time_t) (usec / 1000000U);
+        ts.tv_nsec += (long) (usec % 1000000U) * 1000L;
+        if (ts.tv_nsec >= 1000000000L) {
+                ts.tv_sec++;
+                ts.tv_nsec -= 1000000000L;
+        }
+        return ts;
+}

@@ -203,15 +203,8 @@ static void *poll_main(void *userdata)
 {
         pthread_mutex_lock(&poll_lock);
         while (!poll_stop) {
-                struct timespec ts;
+                struct timespec ts = realtime_after_usec((uint64_t) poll_interval_ms * 1000U);
 
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_sec += poll_interval_ms / 1000;
-                ts.tv_nsec += (long) (poll_interval_ms % 1000) * 1000000L;
-                if (ts.tv_nsec >= 1000000000L) {
-                        ts.tv_sec++;
-                        ts.tv_nsec -= 1000000000L;
-                }
                 (void) pthread_cond_timedwait(&poll_cond, &poll_lock, &ts);
                 if (poll_stop)
                         break;

@@ -750,14 +750,8 @@ static void *watchdog_main(void *userdata)
 {
         pthread_mutex_lock(&running_lock);
         while (!watchdog_stop) {
-                struct timespec ts;
+                struct timespec ts = realtime_after_usec(200U * 1000U);
 
-                clock_gettime(CLOCK_REALTIME, &ts);
-                ts.tv_nsec += 200L * 1000000L;
-                if (ts.tv_nsec >= 1000000000L) {
-                        ts.tv_sec++;
-                        ts.tv_nsec -= 1000000000L;
-                }
                 (void) pthread_cond_timedwait(&watchdog_cond, &running_lock, &ts);
                 if (watchdog_stop)
                         break;
@@ -1009,13 +1003,7 @@ unsigned server_stop(uint64_t timeout_usec)
         if (write(quit_fd, &one, sizeof(one)) < 0)
                 log_warning_errno(errno, "Failed to wake the workers: %m");
 
-        clock_gettime(CLOCK_REALTIME, &deadline);
-        deadline.tv_sec += (time_t) (timeout_usec / 1000000U);
-        deadline.tv_nsec += (long) (timeout_usec % 1000000U) * 1000L;
-        if (deadline.tv_nsec >= 1000000000L) {
-                deadline.tv_sec++;
-                deadline.tv_nsec -= 1000000000L;
-        }
+        deadline = realtime_after_usec(timeout_usec);
 
         pthread_mutex_lock(&workers_lock);
         for (unsigned i = 0; i < n_workers; i++)
