@@ -14,6 +14,7 @@
 #include "backend.h"
 #include "broker.h"
 #include "config.h"
+#include "custody.h"
 #include "handlemap.h"
 #include "kysod-config.h"
 #include "log.h"
@@ -31,6 +32,10 @@ typedef struct Session {
         CK_SESSION_HANDLE real;   /* the backend's */
         Slot *slot;
         unsigned refs; /* guarded by the client's lock */
+        /* The last custody decision that allowed this session: good while the registry's generation is
+         * custody_gen and the clock is before custody_until (atomics: calls on one session may overlap). */
+        uint64_t custody_gen;
+        int64_t custody_until;
 } Session;
 
 /*
@@ -742,6 +747,62 @@ static CK_RV logout(BrokerClient *bc, Slot *slot, CK_SESSION_HANDLE real_session
         return rv;
 }
 
+/* ---- custody ---- */
+
+/* May the client use the slot's token? Refusals are logged and told to the bus. */
+static CK_RV custody_allows(BrokerClient *bc, Slot *slot, const char *operation, CustodyVerdict *ret)
+{
+        CustodyVerdict v = custody_check(bc->uid, slot->id);
+
+        if (v.decision.rv != CKR_OK)
+                custody_report_denied(&v, bc->uid, client_pid(bc->conn), slot->id, operation);
+        if (ret)
+                *ret = v;
+        return v.decision.rv;
+}
+
+static void session_custody_remember(Session *s, const CustodyVerdict *v)
+{
+        __atomic_store_n(&s->custody_until, v->recheck_at, __ATOMIC_RELAXED);
+        __atomic_store_n(&s->custody_gen, v->generation, __ATOMIC_RELEASE);
+}
+
+/*
+ * The check on every call in a session: free while nothing changed (the registry's generation and the
+ * decision's window), a full decision when something did. A token reported lost, or a custody record whose
+ * validity ends, stops an open session at its next call.
+ */
+static CK_RV session_custody(BrokerClient *bc, Session *s, WireCall call)
+{
+        CustodyVerdict v;
+        CK_RV rv;
+
+        if (__atomic_load_n(&s->custody_gen, __ATOMIC_ACQUIRE) == custody_generation() &&
+            custody_now() < __atomic_load_n(&s->custody_until, __ATOMIC_RELAXED))
+                return CKR_OK;
+        rv = custody_allows(bc, s->slot, wire_call_info(call)->name, &v);
+        if (rv == CKR_OK)
+                session_custody_remember(s, &v);
+        return rv;
+}
+
+/* Tells custody what is in the slot now. */
+static void custody_note_slot(Slot *slot)
+{
+        CK_TOKEN_INFO ti;
+        CK_RV rv = CKR_TOKEN_NOT_PRESENT;
+
+        if (slot->token_present) {
+                slot_call_begin(slot);
+                rv = backend_get_token_info(slot, &ti);
+                slot_call_end(slot);
+        }
+        if (rv == CKR_OK)
+                custody_token_present(slot->id, &ti);
+        else
+                custody_token_absent(slot->id);
+}
+
 /* ---- sessions ---- */
 
 /* Counts a new session against the client's uid ([limits] sessions_per_uid, across all its clients). */
@@ -813,11 +874,15 @@ static CK_RV handle_open_session(BrokerClient *bc, WireArg *args)
 {
         Slot *slot = slot_get(args[0].value);
         CK_SESSION_HANDLE real = CK_INVALID_HANDLE;
+        CustodyVerdict verdict;
         Session *s;
         CK_RV rv;
 
         if (!slot)
                 return CKR_SLOT_ID_INVALID;
+        rv = custody_allows(bc, slot, "C_OpenSession", &verdict);
+        if (rv != CKR_OK)
+                return rv;
         rv = uid_session_reserve(bc, slot);
         if (rv != CKR_OK)
                 return rv;
@@ -839,6 +904,7 @@ static CK_RV handle_open_session(BrokerClient *bc, WireArg *args)
         s->real = real;
         s->slot = slot;
         s->refs = 1;
+        session_custody_remember(s, &verdict);
 
         pthread_mutex_lock(&bc->lock);
         s->handle = issue_handle_locked(bc);
@@ -855,17 +921,13 @@ static CK_RV handle_open_session(BrokerClient *bc, WireArg *args)
         return CKR_OK;
 }
 
-static CK_RV handle_close_all_sessions(BrokerClient *bc, WireArg *args)
+/* Closes every session the client has on the slot. */
+static CK_RV close_sessions_on_slot(BrokerClient *bc, Slot *slot)
 {
-        Slot *slot = slot_get(args[0].value);
-        CK_SESSION_HANDLE *handles = NULL;
+        CK_SESSION_HANDLE *handles;
         size_t n = 0, state = 0;
         uint64_t v;
 
-        if (!slot)
-                return CKR_SLOT_ID_INVALID;
-
-        /* Only this client's sessions: another application's are none of its business. */
         pthread_mutex_lock(&bc->lock);
         handles = calloc(handle_map_size(bc->sessions) + 1, sizeof(CK_SESSION_HANDLE));
         if (handles)
@@ -886,6 +948,16 @@ static CK_RV handle_close_all_sessions(BrokerClient *bc, WireArg *args)
         }
         free(handles);
         return CKR_OK;
+}
+
+static CK_RV handle_close_all_sessions(BrokerClient *bc, WireArg *args)
+{
+        Slot *slot = slot_get(args[0].value);
+
+        if (!slot)
+                return CKR_SLOT_ID_INVALID;
+        /* Only this client's sessions: another application's are none of its business. */
+        return close_sessions_on_slot(bc, slot);
 }
 
 void broker_client_free(BrokerClient *bc)
@@ -1369,6 +1441,8 @@ static CK_RV handle_generic(BrokerClient *bc, WireCall call, WireArg *args)
                 return CKR_GENERAL_ERROR; /* a table entry without a session or slot: a bug */
         }
         server_note_token(slot->id, backend_name(slot->backend));
+        if (rv == CKR_OK && session)
+                rv = session_custody(bc, session, call);
         if (rv != CKR_OK) {
                 session_put(bc, session);
                 return rv;
@@ -1376,7 +1450,10 @@ static CK_RV handle_generic(BrokerClient *bc, WireCall call, WireArg *args)
 
         switch (call) {
         case KYSO_CALL_C_InitToken:
-                rv = check_token_operation(bc, slot, TOKEN_OP_INIT_TOKEN, "C_InitToken");
+                /* Wiping a token is using it: only its holder may. */
+                rv = custody_allows(bc, slot, "C_InitToken", NULL);
+                if (rv == CKR_OK)
+                        rv = check_token_operation(bc, slot, TOKEN_OP_INIT_TOKEN, "C_InitToken");
                 break;
         case KYSO_CALL_C_InitPIN:
                 rv = check_token_operation(bc, slot, TOKEN_OP_INIT_PIN, "C_InitPIN");
@@ -1438,6 +1515,7 @@ static CK_RV handle_generic(BrokerClient *bc, WireCall call, WireArg *args)
                         break;
                 case KYSO_CALL_C_InitToken:
                         broker_rescan();
+                        custody_note_slot(slot); /* a new label, no slot event */
                         break;
                 default:
                         break;
@@ -1613,12 +1691,60 @@ void broker_rescan(void)
         for (int i = 0; i < n; i++) {
                 Slot *slot = slot_get(events[i]);
 
-                if (slot && !slot->token_present)
+                if (!slot)
+                        continue;
+                if (!slot->token_present)
                         drop_slot_state(slot);
+                custody_note_slot(slot);
         }
         if (n > 0)
                 broker_slot_events(events, (size_t) n);
         free(events);
+}
+
+void broker_custody_changed(CK_SLOT_ID id)
+{
+        Slot *slot = slot_get(id);
+        BrokerClient **affected = NULL;
+        size_t n = 0, cap = 0;
+
+        if (!slot)
+                return;
+
+        /* Who has sessions there: held by a reference, so they can be judged and closed outside the list lock. */
+        pthread_mutex_lock(&clients_lock);
+        for (BrokerClient *bc = clients; bc; bc = bc->next) {
+                bool has;
+
+                pthread_mutex_lock(&bc->lock);
+                has = client_sessions_on_slot_locked(bc, slot) > 0;
+                pthread_mutex_unlock(&bc->lock);
+                if (!has)
+                        continue;
+                if (n == cap) {
+                        BrokerClient **a = realloc(affected, (cap = cap ? cap * 2 : 8) * sizeof(BrokerClient *));
+
+                        if (!a)
+                                break; /* the rest are stopped at their next call (session_custody()) */
+                        affected = a;
+                }
+                client_ref(bc->conn);
+                affected[n++] = bc;
+        }
+        pthread_mutex_unlock(&clients_lock);
+
+        for (size_t i = 0; i < n; i++) {
+                BrokerClient *bc = affected[i];
+
+                if (custody_allows(bc, slot, "its open sessions", NULL) != CKR_OK) {
+                        log_notice("Closing the sessions of pid %d (uid %u) on slot %lu: custody no longer allows "
+                                   "them.",
+                                   (int) client_pid(bc->conn), (unsigned) bc->uid, slot->id);
+                        (void) close_sessions_on_slot(bc, slot);
+                }
+                client_unref(bc->conn);
+        }
+        free(affected);
 }
 
 static CK_RV handle_find_objects(BrokerClient *bc, WireArg *args, Arena *arena)
@@ -1633,6 +1759,9 @@ static CK_RV handle_find_objects(BrokerClient *bc, WireArg *args, Arena *arena)
         if (!s)
                 return CKR_SESSION_HANDLE_INVALID;
         server_note_token(s->slot->id, backend_name(s->slot->backend));
+        rv = session_custody(bc, s, KYSO_CALL_C_FindObjectsInit);
+        if (rv != CKR_OK)
+                goto out;
 
         slot_call_begin(s->slot);
         rv = backend_find_all(s->slot, s->real, args[1].ptr, args[1].len, &found, &n);
@@ -1678,7 +1807,9 @@ static CK_RV handle_session_call(BrokerClient *bc, WireCall call, WireArg *args)
         case KYSO_CALL_C_Login:
         case KYSO_CALL_C_LoginUser:
                 args[0].value = s->real;
-                rv = login(bc, s, call, args);
+                rv = session_custody(bc, s, call);
+                if (rv == CKR_OK)
+                        rv = login(bc, s, call, args);
                 break;
         case KYSO_CALL_C_Logout:
                 rv = logout(bc, s->slot, s->real);

@@ -46,3 +46,5 @@ void broker_slot_events(const CK_SLOT_ID *ids, size_t n);
 
 /* Rescans the backends and hands the events on. */
 void broker_rescan(void);
+/* A token's custody changed: close the sessions of clients that may no longer use it. */
+void broker_custody_changed(CK_SLOT_ID slot);

@@ -22,6 +22,11 @@ void kysod_config_init(KysodConfig *c)
                 .poll_interval_ms = 2000,
                 .spin_usec = 50,
                 .call_timeout_ms = 120000,
+                .bus = BUS_SYSTEM,
+                .custody = {
+                        .unknown_allowed = false,
+                        .handover_requires_pin_change = true,
+                },
                 .limits = {
                         .connections_per_uid = 64,
                         .sessions_per_uid = 512,
@@ -57,6 +62,8 @@ void kysod_config_done(KysodConfig *c)
         free(c->classes);
         c->classes = NULL;
         c->n_classes = 0;
+        free(c->custody.admin_group);
+        c->custody.admin_group = NULL;
 }
 
 int kysod_config_add_backend(KysodConfig *c, const char *path)
@@ -98,6 +105,40 @@ SerializeMode serialize_mode_from_string(const char *s)
         if (streq(s, "never"))
                 return SERIALIZE_NEVER;
         return _SERIALIZE_INVALID;
+}
+
+BusMode bus_mode_from_string(const char *s)
+{
+        if (streq(s, "system"))
+                return BUS_SYSTEM;
+        if (streq(s, "session"))
+                return BUS_SESSION;
+        if (streq(s, "none"))
+                return BUS_NONE;
+        return _BUS_MODE_INVALID;
+}
+
+static int parse_boolean(const char *s, bool *ret)
+{
+        if (streq(s, "yes") || streq(s, "true") || streq(s, "1") || streq(s, "on")) {
+                *ret = true;
+                return 0;
+        }
+        if (streq(s, "no") || streq(s, "false") || streq(s, "0") || streq(s, "off")) {
+                *ret = false;
+                return 0;
+        }
+        return -EINVAL;
+}
+
+/* A group name as groupadd(8) takes it. */
+static bool group_name_valid(const char *s)
+{
+        size_t n = strlen(s);
+
+        if (n == 0 || n > 32 || !(s[0] == '_' || (s[0] >= 'a' && s[0] <= 'z') || (s[0] >= 'A' && s[0] <= 'Z')))
+                return false;
+        return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-.") == n;
 }
 
 static int parse_allow_deny(const char *s, bool *ret_deny)
@@ -190,6 +231,27 @@ static int handle_entry(void *userdata, const char *section, const char *name, c
                         r = parse_unsigned(value, 100, 3600000, &c->poll_interval_ms);
                 else if (streq(name, "spin_usec"))
                         r = parse_unsigned(value, 0, 10000, &c->spin_usec);
+                else if (streq(name, "bus")) {
+                        BusMode m = bus_mode_from_string(value);
+
+                        if (m < 0)
+                                r = -EINVAL;
+                        else
+                                c->bus = m;
+                } else
+                        goto unknown;
+        } else if (streq(section, "policy")) {
+                bool deny;
+
+                if (streq(name, "unknown_tokens")) {
+                        r = streq(value, "allow") || streq(value, "deny") ? parse_allow_deny(value, &deny) : -EINVAL;
+                        if (r >= 0)
+                                c->custody.unknown_allowed = !deny;
+                } else if (streq(name, "admin_group"))
+                        r = group_name_valid(value) ? kysod_config_set_string(&c->custody.admin_group, value)
+                                                    : -EINVAL;
+                else if (streq(name, "handover_requires_pin_change"))
+                        r = parse_boolean(value, &c->custody.handover_requires_pin_change);
                 else
                         goto unknown;
         } else if (streq(section, "backends")) {

@@ -5,6 +5,7 @@
  */
 #pragma once
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -38,6 +39,21 @@ typedef struct Limits {
         size_t buffered_bytes_per_client; /* replies not yet read; reading pauses beyond */
 } Limits;
 
+typedef enum BusMode {
+        BUS_SYSTEM,  /* the system bus (DBUS_SYSTEM_BUS_ADDRESS overrides its address) */
+        BUS_SESSION, /* the caller's session bus, for development */
+        BUS_NONE,    /* no D-Bus: PKCS#11 only */
+        _BUS_MODE_MAX,
+        _BUS_MODE_INVALID = -EINVAL,
+} BusMode;
+
+/* kysod.conf [policy]: custody. */
+typedef struct CustodyConfig {
+        bool unknown_allowed;             /* unknown_tokens = allow */
+        char *admin_group;                /* NULL: the default, kyso-admin */
+        bool handover_requires_pin_change;
+} CustodyConfig;
+
 typedef struct KysodConfig {
         char *socket_path;
         char *state_dir;
@@ -53,6 +69,8 @@ typedef struct KysodConfig {
         Limits limits;
         TokenClass *classes;
         size_t n_classes;
+        BusMode bus;
+        CustodyConfig custody;
 } KysodConfig;
 
 void kysod_config_init(KysodConfig *c);
@@ -66,3 +84,6 @@ int kysod_config_clear_backends(KysodConfig *c);
 int kysod_config_set_string(char **p, const char *v);
 int parse_log_level(const char *s);
 SerializeMode serialize_mode_from_string(const char *s);
+BusMode bus_mode_from_string(const char *s);
+
+#define KYSO_ADMIN_GROUP_DEFAULT "kyso-admin"

@@ -22,7 +22,9 @@
 
 #include "backend.h"
 #include "broker.h"
+#include "bus.h"
 #include "config.h"
+#include "custody.h"
 #include "kysod-config.h"
 #include "log.h"
 #include "macro.h"
@@ -36,6 +38,7 @@ typedef struct Options {
         char **backends;
         size_t n_backends;
         const char *log_level;
+        const char *bus;
 } Options;
 
 static void help(void)
@@ -50,6 +53,8 @@ static void help(void)
                "  -b, --backend MODULE   PKCS#11 module to load; repeat for several (default: the\n"
                "                         modules registered with p11-kit, except kyso itself)\n"
                "  -l, --log-level LEVEL  debug, info, notice, warning or error (default: info)\n"
+               "      --bus BUS          D-Bus to publish org.kyso1 on: system, session or none\n"
+               "                         (default: system)\n"
                "  -h, --help             Show this help\n"
                "      --version          Show the version\n"
                "\n"
@@ -58,7 +63,7 @@ static void help(void)
 
 static int parse_argv(int argc, char *argv[], Options *o)
 {
-        enum { ARG_VERSION = 0x100 };
+        enum { ARG_VERSION = 0x100, ARG_BUS };
         static const struct option options[] = {
                 { "config", required_argument, NULL, 'c' },
                 { "socket", required_argument, NULL, 's' },
@@ -67,6 +72,7 @@ static int parse_argv(int argc, char *argv[], Options *o)
                 { "log-level", required_argument, NULL, 'l' },
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
+                { "bus", required_argument, NULL, ARG_BUS },
                 {},
         };
         int c;
@@ -106,6 +112,13 @@ static int parse_argv(int argc, char *argv[], Options *o)
                 case ARG_VERSION:
                         printf("kysod %s\n", PACKAGE_VERSION);
                         return 0;
+                case ARG_BUS:
+                        if (bus_mode_from_string(optarg) < 0) {
+                                fprintf(stderr, "kysod: unknown bus \"%s\" (use system, session or none)\n", optarg);
+                                return -EINVAL;
+                        }
+                        o->bus = optarg;
+                        break;
                 default:
                         fprintf(stderr, "Try 'kysod --help'.\n");
                         return -EINVAL;
@@ -238,7 +251,8 @@ int main(int argc, char *argv[])
         size_t n_registered = 0;
         bool socket_created = false;
         pthread_t poll_thread;
-        bool poll_started = false;
+        bool poll_started = false, custody_started = false;
+        _cleanup_(freep) char *db_path = NULL;
         sigset_t mask;
         unsigned stuck;
         int r, fd = -1;
@@ -270,6 +284,8 @@ int main(int argc, char *argv[])
         }
         if (opts.log_level)
                 config.log_level = parse_log_level(opts.log_level);
+        if (opts.bus)
+                config.bus = bus_mode_from_string(opts.bus);
         if (!config.socket_path && kysod_config_set_string(&config.socket_path, KYSO_SOCKET_DEFAULT) < 0)
                 goto oom;
         if (!config.state_dir && kysod_config_set_string(&config.state_dir, KYSO_STATE_DIR_DEFAULT) < 0)
@@ -289,6 +305,16 @@ int main(int argc, char *argv[])
                 log_error_errno(r, "Failed to create state directory %s: %m", config.state_dir);
                 goto finish;
         }
+
+        if (asprintf(&db_path, "%s/kyso.db", config.state_dir) < 0) {
+                db_path = NULL;
+                goto oom;
+        }
+        /* Without its registry kysod cannot tell who may use a token: it does not serve without one. */
+        r = custody_init(db_path, &config.custody);
+        if (r < 0)
+                goto finish;
+        custody_started = true;
 
         if (config.n_backends == 0) {
                 r = backends_find_registered(&registered, &n_registered);
@@ -349,6 +375,9 @@ int main(int argc, char *argv[])
                 r = log_error_errno(EIO, "Failed to set up signal handling.");
                 goto finish;
         }
+        r = bus_start(event, config.bus);
+        if (r < 0)
+                goto finish;
 
         log_info("kysod %s ready on %s with %zu backend(s).", PACKAGE_VERSION, config.socket_path, backends_count());
         (void) sd_notifyf(0, "READY=1\nSTATUS=Serving %zu backend(s) on %s", backends_count(), config.socket_path);
@@ -367,6 +396,7 @@ finish:
                 pthread_mutex_unlock(&poll_lock);
                 pthread_join(poll_thread, NULL);
         }
+        bus_stop();
         if (socket_created)
                 (void) unlink(config.socket_path);
         if (fd >= 0)
@@ -374,6 +404,8 @@ finish:
         /* A worker still inside a backend call must not see the module unloaded under it. */
         if (stuck == 0)
                 backends_unload();
+        if (custody_started && stuck == 0)
+                custody_done();
         for (size_t i = 0; i < n_registered; i++)
                 free(registered[i]);
         free(registered);

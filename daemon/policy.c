@@ -342,3 +342,116 @@ CK_FLAGS policy_pin_flags(CK_FLAGS token_flags, unsigned failures)
                 token_flags |= CKF_USER_PIN_FINAL_TRY;
         return token_flags;
 }
+
+/* ---- custody ---- */
+
+PolicyDecision policy_custody(const CustodyFacts *f, int64_t *ret_recheck_at)
+{
+        int64_t recheck = POLICY_TIME_NEVER;
+        PolicyDecision d = ALLOW;
+
+        if (!f->has_record) {
+                if (!f->unknown_allowed)
+                        d = refuse(CKR_TOKEN_NOT_RECOGNIZED,
+                                   "the token has no custody record and [policy] unknown_tokens is deny");
+        } else if (f->state != CUSTODY_STATE_ACTIVE) {
+                switch (f->state) {
+                case CUSTODY_STATE_LOST:
+                        d = refuse(CKR_TOKEN_NOT_RECOGNIZED, "the token is reported lost");
+                        break;
+                case CUSTODY_STATE_REVOKED:
+                        d = refuse(CKR_TOKEN_NOT_RECOGNIZED, "the token is revoked");
+                        break;
+                case CUSTODY_STATE_RETURNED:
+                        d = refuse(CKR_TOKEN_NOT_RECOGNIZED, "the token was returned");
+                        break;
+                case CUSTODY_STATE_LOCKED:
+                        d = refuse(CKR_TOKEN_NOT_RECOGNIZED, "the token is locked until it is recovered");
+                        break;
+                default:
+                        d = refuse(CKR_TOKEN_NOT_RECOGNIZED, "the custody record is in an unknown state");
+                        break;
+                }
+        } else if (!f->caller_is_holder)
+                d = refuse(CKR_TOKEN_NOT_RECOGNIZED, "the caller is not the token's holder");
+        else if (f->now < f->valid_from) {
+                d = refuse(CKR_TOKEN_NOT_RECOGNIZED, "the custody record is not valid yet");
+                recheck = f->valid_from;
+        } else if (f->valid_until > 0 && f->now >= f->valid_until)
+                d = refuse(CKR_TOKEN_NOT_RECOGNIZED, "the custody record's validity has ended");
+        else if (f->valid_until > 0)
+                recheck = f->valid_until;
+
+        if (ret_recheck_at)
+                *ret_recheck_at = recheck;
+        return d;
+}
+
+const char *policy_custody_transition(bool has_record, CustodyState current, CustodyOp op)
+{
+        switch (op) {
+        case CUSTODY_OP_ASSIGN:
+                if (!has_record || current == CUSTODY_STATE_RETURNED || current == CUSTODY_STATE_REVOKED)
+                        return NULL;
+                return "the token already has a custody record that has not ended; hand it over, or record its "
+                       "return, first";
+        case CUSTODY_OP_HANDOVER:
+                if (has_record && current == CUSTODY_STATE_ACTIVE)
+                        return NULL;
+                return "only an active token can be handed over";
+        case CUSTODY_OP_REPORT_LOST:
+                if (has_record && (current == CUSTODY_STATE_ACTIVE || current == CUSTODY_STATE_LOCKED))
+                        return NULL;
+                return "only an active or locked token can be reported lost";
+        case CUSTODY_OP_REVOKE:
+                if (has_record && current != CUSTODY_STATE_REVOKED)
+                        return NULL;
+                return has_record ? "the token is already revoked" : "the token has no custody record to revoke";
+        case CUSTODY_OP_RETURN:
+                if (has_record && (current == CUSTODY_STATE_ACTIVE || current == CUSTODY_STATE_LOST ||
+                                   current == CUSTODY_STATE_LOCKED))
+                        return NULL;
+                return "only an active, lost or locked token can be returned";
+        default:
+                return "unknown operation";
+        }
+}
+
+CustodyState policy_custody_op_state(CustodyOp op)
+{
+        switch (op) {
+        case CUSTODY_OP_REPORT_LOST:
+                return CUSTODY_STATE_LOST;
+        case CUSTODY_OP_REVOKE:
+                return CUSTODY_STATE_REVOKED;
+        case CUSTODY_OP_RETURN:
+                return CUSTODY_STATE_RETURNED;
+        default:
+                return CUSTODY_STATE_ACTIVE;
+        }
+}
+
+bool policy_holder_valid(const char *holder)
+{
+        const char *name;
+        size_t n;
+
+        if (!holder)
+                return false;
+        name = holder[0] == '@' ? holder + 1 : holder;
+        n = strlen(name);
+        if (n == 0 || n > 255)
+                return false;
+        if (!(name[0] == '_' || (name[0] >= 'a' && name[0] <= 'z') || (name[0] >= 'A' && name[0] <= 'Z')))
+                return false;
+        for (size_t i = 1; i < n; i++) {
+                char c = name[i];
+
+                if (c == '$' && i == n - 1)
+                        break;
+                if (!(c == '_' || c == '-' || c == '.' || c == '@' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+                      (c >= '0' && c <= '9')))
+                        return false;
+        }
+        return true;
+}

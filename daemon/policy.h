@@ -9,8 +9,10 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "pkcs11.h"
+#include "store.h"
 
 typedef struct PolicyDecision {
         CK_RV rv;           /* CKR_OK: allowed */
@@ -217,3 +219,65 @@ PolicyDecision policy_pin_check(unsigned failures, CK_FLAGS token_flags);
 
 /* The token flags a client is shown. */
 CK_FLAGS policy_pin_flags(CK_FLAGS token_flags, unsigned failures);
+
+/* ---- Custody ----
+ *
+ * Who may use a token (kysod.conf [policy], REGULATION.md Art. 4, 6, 7, 8):
+ *
+ * C1  A token with a custody record may be used only by its holder (the
+ *     user, or a member of the group), only while the record is active and
+ *     inside its validity window [valid_from, valid_until). Lost, revoked,
+ *     returned and locked tokens are refused even to their holder.
+ * C2  A token without a record follows [policy] unknown_tokens: deny (the
+ *     production default) or allow.
+ * C3  Admins are not exempt: the admin group manages custody, it does not
+ *     use other people's tokens.
+ *
+ * Refusals answer CKR_TOKEN_NOT_RECOGNIZED. The decision also says when it
+ * may change by time alone (recheck_at), so that the broker can keep it
+ * for an open session and look again exactly when a window opens or ends.
+ */
+#define POLICY_TIME_NEVER INT64_MAX
+
+typedef struct CustodyFacts {
+        bool has_record;
+        CustodyState state;
+        bool caller_is_holder; /* the caller's uid is the holder, or a member of the holding group */
+        int64_t valid_from;
+        int64_t valid_until; /* 0: no end */
+        int64_t now;
+        bool unknown_allowed;
+} CustodyFacts;
+
+PolicyDecision policy_custody(const CustodyFacts *f, int64_t *ret_recheck_at);
+
+/* Changes of custody an admin asks for. */
+typedef enum CustodyOp {
+        CUSTODY_OP_ASSIGN,
+        CUSTODY_OP_HANDOVER,
+        CUSTODY_OP_REPORT_LOST,
+        CUSTODY_OP_REVOKE,
+        CUSTODY_OP_RETURN,
+        _CUSTODY_OP_MAX,
+        _CUSTODY_OP_INVALID = -EINVAL,
+} CustodyOp;
+
+/*
+ * May op apply to a token whose current record is in state `current`
+ * (has_record false: none)? NULL if so, else why not. Assign needs no record,
+ * or a returned or revoked one (a new decision after the old custody ended);
+ * handover needs an active token; a token can be reported lost while active
+ * or locked; revoked from any state but revoked; returned while active, lost
+ * or locked.
+ */
+const char *policy_custody_transition(bool has_record, CustodyState current, CustodyOp op);
+
+/* The state a successful op leaves (ASSIGN and HANDOVER: active). */
+CustodyState policy_custody_op_state(CustodyOp op);
+
+/*
+ * Is a holder string well-formed: a user or group name, the group after '@' ("name" or "@name")? A name
+ * is what local accounts and SSSD's use: a letter or '_' first, then letters, digits, '_', '-', '.' and
+ * '@' (user@domain), a '$' only at the end, at most 255 bytes.
+ */
+bool policy_holder_valid(const char *holder);

@@ -1,8 +1,10 @@
 #!/bin/bash
 # The kyso demo: builds kyso, makes a SoftHSM2 token with an RSA and an EC
 # key and their certificates (first run only), starts a development kysod
-# on it, and signs through kyso with pkcs11-tool, verifying the signatures
-# with openssl. Everything lives in .kyso-dev/ in the repository; delete it
+# on it (with a private D-Bus standing in for the system bus), shows that a
+# token without a custody record is refused, assigns it to the user running
+# the demo with kysoctl, and signs through kyso with pkcs11-tool, verifying
+# the signatures with openssl. Everything lives in .kyso-dev/ in the repository; delete it
 # to start over. Runs as any user (installing packages needs root or sudo).
 #
 # Environment: BUILD_DIR (default: build), MESON_SETUP_ARGS (extra options
@@ -128,8 +130,17 @@ make_key demo-ec 02 EC:prime256v1 "/O=kyso demo/CN=demo-ec"
 section "3. kysod, the daemon, in development mode"
 
 KYSOD_PID=
+BUS_PID=
 cleanup() {
-        local rc=$? st
+        local rc=$?
+        stop_kysod || rc=1
+        if [ -n "$BUS_PID" ]; then
+                kill "$BUS_PID" 2>/dev/null || true
+        fi
+        exit "$rc"
+}
+stop_kysod() {
+        local rc=0 st
         if [ -n "$KYSOD_PID" ] && ! kill -0 "$KYSOD_PID" 2>/dev/null; then
                 wait "$KYSOD_PID" && st=0 || st=$?
                 printf '%s kysod (pid %s) died during the demo (exit status %s). The end of its log:\n' \
@@ -151,7 +162,8 @@ cleanup() {
                         ok "stopped kysod (pid $KYSOD_PID)"
                 fi
         fi
-        exit "$rc"
+        KYSOD_PID=
+        return "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
@@ -161,7 +173,21 @@ if other=$("$KYSOCTL" --socket "$SOCKET" --json status 2>/dev/null); then
         die "a kysod (pid ${other_pid:-?}) already serves $SOCKET, perhaps from an interrupted demo: stop it first (kill ${other_pid:-PID})"
 fi
 
-"$KYSOD" --state-dir "$DEV" --socket "$SOCKET" --backend "$SOFTHSM" >"$DEV/kysod.log" 2>&1 &
+# A private bus in the place of the system bus (this machine may have none, and the demo should not
+# touch it): kysod publishes org.kyso1 there, kysoctl finds it through DBUS_SYSTEM_BUS_ADDRESS.
+rm -f "$DEV/bus"
+dbus-daemon --session --fork --nopidfile --address="unix:path=$DEV/bus" --print-pid=3 3>"$DEV/bus.pid" ||
+        die "could not start a private dbus-daemon"
+BUS_PID=$(cat "$DEV/bus.pid")
+export DBUS_SYSTEM_BUS_ADDRESS="unix:path=$DEV/bus"
+ok "private D-Bus (pid $BUS_PID) at .kyso-dev/bus"
+
+# The production policy: a token without a custody record is refused. The admin group is the demo
+# user's own group, so that the demo can manage custody without root.
+printf '[policy]\nunknown_tokens = deny\nadmin_group = %s\n' "$(id -gn)" >"$DEV/kysod.conf"
+
+"$KYSOD" --config "$DEV/kysod.conf" --state-dir "$DEV" --socket "$SOCKET" --backend "$SOFTHSM" \
+        >"$DEV/kysod.log" 2>&1 &
 KYSOD_PID=$!
 
 ready=0
@@ -187,11 +213,46 @@ fi
 ok "kysod (pid $KYSOD_PID) serves $SOCKET with the SoftHSM2 backend; log in .kyso-dev/kysod.log"
 
 # ---------------------------------------------------------------------------
-section "4. A real PKCS#11 client (pkcs11-tool) through kyso-pkcs11.so"
+section "4. Custody: a token belongs to whom a written decision names"
 
 export KYSO_SOCKET=$SOCKET
 kyso() { pkcs11-tool --module "$MODULE" "$@"; }
 kyso_token() { kyso --token-label "$LABEL" "$@"; }
+
+for _ in $(seq 50); do
+        "$KYSOCTL" tokens >/dev/null 2>&1 && break
+        sleep 0.1
+done
+serial=$("$KYSOCTL" --json tokens | python3 -c '
+import json, sys
+for t in json.load(sys.stdin):
+    if t["label"] == sys.argv[1] and t["present"]:
+        print(t["serial"])' "$LABEL") || true
+[ -n "$serial" ] || die "kysoctl tokens does not show the token \"$LABEL\" (is kysod on the bus? see .kyso-dev/kysod.log)"
+state=$("$KYSOCTL" --json token "$serial" | python3 -c 'import json,sys; t=json.load(sys.stdin); print(t["state"], t["holder"])')
+if [ "$state" = "active $(id -un)" ]; then
+        ok "token $serial is already assigned to $(id -un) (from an earlier demo run)"
+else
+        if kyso_token -O >"$DEV/last.log" 2>&1; then
+                die "kysod let a token without a custody record be used"
+        fi
+        grep -q CKR_TOKEN_NOT_RECOGNIZED "$DEV/last.log" || {
+                sed 's/^/  | /' "$DEV/last.log" >&2
+                die "expected CKR_TOKEN_NOT_RECOGNIZED for a token without a custody record"
+        }
+        ok "before any custody record kysod refuses the token: C_OpenSession -> CKR_TOKEN_NOT_RECOGNIZED"
+        if [ "${state%% *}" = active ]; then
+                run "recording the earlier holder's return" "$KYSOCTL" return "$serial" --reason "demo"
+        fi
+        run "assigning the token" "$KYSOCTL" assign "$serial" --kind personal --holder "$(id -un)" \
+                --decision "01/QĐ-DEMO" --decision-date "$(date +%F)" --signed-by "Giám đốc Sở (demo)" \
+                --org "kyso demo"
+        ok "kysoctl assign: token $serial now belongs to $(id -un), by decision 01/QĐ-DEMO"
+fi
+"$KYSOCTL" token "$serial" | sed 's/^/  /'
+
+# ---------------------------------------------------------------------------
+section "5. A real PKCS#11 client (pkcs11-tool) through kyso-pkcs11.so"
 
 run "reading the module info (-I)" kyso -I
 info=$(cat "$DEV/last.log")
@@ -252,13 +313,13 @@ fi
 ok "a modified file fails verification, as it should"
 
 # ---------------------------------------------------------------------------
-section "5. kysoctl status"
+section "6. kysoctl status"
 
 "$KYSOCTL" --socket "$SOCKET" status || die "kysoctl status failed"
 
 section "Done: every step passed"
-say "To try it by hand, start the daemon in one terminal:"
-say "  SOFTHSM2_CONF=.kyso-dev/softhsm2.conf ${KYSOD#"$ROOT"/} --state-dir .kyso-dev \\"
-say "      --socket .kyso-dev/pkcs11.sock --backend $SOFTHSM"
+say "To try it by hand, start the daemon in one terminal (the token keeps its custody record):"
+say "  SOFTHSM2_CONF=.kyso-dev/softhsm2.conf ${KYSOD#"$ROOT"/} --config .kyso-dev/kysod.conf --bus none \\"
+say "      --state-dir .kyso-dev --socket .kyso-dev/pkcs11.sock --backend $SOFTHSM"
 say "and use it from another (user PIN $USER_PIN):"
 say "  KYSO_SOCKET=.kyso-dev/pkcs11.sock pkcs11-tool --module ${MODULE#"$ROOT"/} -O --login"

@@ -15,8 +15,8 @@ packages=(
         openssl libengine-pkcs11-openssl gnutls-bin libnss3-tools
         libpam-p11 pamtester
         dbus dbus-daemon systemd umockdev faketime valgrind
-        # the scripts and tests (xxd, python3), man page checks (groff)
-        python3 xxd groff-base
+        # the scripts and tests (xxd, python3, sqlite3), man page checks (groff)
+        python3 xxd sqlite3 groff-base
 )
 
 missing=()

@@ -1,9 +1,10 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * kysoctl: the command-line tool for users and IT staff. Each command is
- * one entry of the command table below; a command gets the parsed global
- * options and its own arguments and returns an exit status (EXIT_OK,
- * EXIT_FAILED, EXIT_USAGE, documented in kysoctl(1)).
+ * one entry of the command table below; a command gets the parsed options
+ * (kysoctl's and its own) and its arguments and returns an exit status
+ * (kysoctl.h, documented in kysoctl(1)). The custody commands, which talk to
+ * kysod over D-Bus, live in kysoctl-custody.c and kysoctl-registry.c.
  *
  * Commands that talk to kysod over its PKCS#11 socket make one blocking
  * request/reply exchange at a time, so the client here is deliberately
@@ -15,6 +16,8 @@
 #include <inttypes.h>
 #include <json-c/json.h>
 #include <limits.h>
+#include <locale.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,24 +28,16 @@
 
 #include "buffer.h"
 #include "config.h"
+#include "kysoctl-custody.h"
+#include "kysoctl-util.h"
+#include "kysoctl.h"
 #include "log.h"
 #include "macro.h"
 #include "wire.h"
 
-enum {
-        EXIT_OK = 0,
-        EXIT_FAILED = 1, /* the daemon is unreachable, or the request failed */
-        EXIT_USAGE = 2,
-};
-
 /* A stuck daemon must not hang a shell script forever. */
 #define KYSOCTL_IO_TIMEOUT_SEC 10
 #define KYSOCTL_STATUS_INITIAL (1024U * 1024U)
-
-typedef struct Options {
-        const char *socket_path;
-        bool json;
-} Options;
 
 typedef struct Command {
         const char *name;
@@ -50,6 +45,8 @@ typedef struct Command {
         const char *summary; /* one line for the command list */
         const char *help;    /* the rest of "kysoctl COMMAND --help" */
         int (*run)(const Options *opts, int argc, char **argv);
+        const struct option *options; /* the command's own options, or NULL */
+        const char *shortopts;        /* their short forms, or NULL */
 } Command;
 
 static const Command *command_find(const char *name);
@@ -69,21 +66,6 @@ static void client_done(Client *c)
         if (c->fd >= 0)
                 close(c->fd);
         c->fd = -1;
-}
-
-static int write_all(int fd, const uint8_t *p, size_t n)
-{
-        while (n > 0) {
-                ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-                if (k < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return negative_errno();
-                }
-                p += k;
-                n -= (size_t) k;
-        }
-        return 0;
 }
 
 static int read_all(int fd, uint8_t *p, size_t n)
@@ -118,7 +100,7 @@ static int client_call(Client *c, WireCall call, WireArg *args, CK_RV *ret_rv)
         if (r >= 0 && !buffer_ok(&out))
                 r = -ENOMEM;
         if (r >= 0)
-                r = write_all(c->fd, out.data, out.len);
+                r = write_full(c->fd, out.data, out.len);
         buffer_done(&out);
         if (r < 0)
                 return r;
@@ -449,8 +431,14 @@ static int run_status(const Options *opts, int argc, char **argv)
                 printf("%s\n", json_object_to_json_string_ext(st, JSON_C_TO_STRING_PRETTY |
                                                                           JSON_C_TO_STRING_SPACED |
                                                                           JSON_C_TO_STRING_NOSLASHESCAPE));
-        else
+        else {
+                int64_t pid = -1;
+
                 print_status(st);
+                /* The socket has answered; the bus adds custody when it can, and is silent when not. */
+                json_int(st, "pid", &pid);
+                custody_print_summary(pid);
+        }
         json_object_put(st);
         return fflush(stdout) == 0 ? EXIT_OK : EXIT_FAILED;
 }
@@ -460,6 +448,11 @@ static int run_status(const Options *opts, int argc, char **argv)
 
 static int run_help(const Options *opts, int argc, char **argv);
 
+#define CHANGE_NEEDS_ADMIN "Needs root or membership in kysod's admin group.\n"
+#define STATE_CHANGE_OPTIONS                                                                               \
+        "\n"                                                                                               \
+        "  --reason TEXT   why, for the record (free text)\n"
+
 static const Command commands[] = {
         {
                 .name = "status",
@@ -467,9 +460,127 @@ static const Command commands[] = {
                 .summary = "Show the daemon, its backends, slots and tokens",
                 .help = "Connects to kysod and prints its version, process id, uptime, the PKCS#11\n"
                         "modules it loaded (backends), every slot with its token (label, serial,\n"
-                        "flags), and how many clients and sessions it serves. With --json, prints the\n"
-                        "daemon's status document as it is. Exits with 1 if kysod cannot be reached.\n",
+                        "flags), and how many clients and sessions it serves. When the same kysod\n"
+                        "also answers on the system D-Bus, a custody summary follows: the policy for\n"
+                        "unknown tokens, the admin group and the number of tokens in each state.\n"
+                        "With --json, prints the daemon's status document as it is. Exits with 1 if\n"
+                        "kysod cannot be reached.\n",
                 .run = run_status,
+        },
+        {
+                .name = "tokens",
+                .args = "",
+                .summary = "List every token kysod knows, with its custody",
+                .help = "Lists every token kysod has seen or holds a custody record for: serial,\n"
+                        "label, whether it is plugged in, custody state (unassigned, active, lost,\n"
+                        "revoked, returned, locked), kind, holder, and the last day of validity (in\n"
+                        "local time). With --json, prints an array of objects with every property.\n"
+                        "Asks kysod over the system D-Bus; open to every user.\n",
+                .run = run_tokens,
+        },
+        {
+                .name = "token",
+                .args = "SERIAL",
+                .summary = "Show one token in detail, with its handovers",
+                .help = "Prints what kysod knows of the token with serial SERIAL: label, maker,\n"
+                        "model, whether it is plugged in, when it was first and last seen, its custody\n"
+                        "record (state and why, kind, holder, organisation, decision, validity,\n"
+                        "whether a PIN change is due) and its handovers, oldest first. With --json,\n"
+                        "one object as in 'kysoctl --json tokens'. Exits with 4 if kysod knows no\n"
+                        "such token.\n",
+                .run = run_token,
+        },
+        {
+                .name = "assign",
+                .args = "SERIAL --kind KIND --holder HOLDER --decision REF --decision-date DATE [...]",
+                .summary = "Record who holds a token, by which decision",
+                .help = "Records a new custody decision for the token SERIAL: who holds it, by which\n"
+                        "written decision, for how long. The token need not be plugged in. kysod\n"
+                        "refuses when the token's current record is active, lost or locked: use\n"
+                        "'handover' or 'return' first.\n" CHANGE_NEEDS_ADMIN
+                        "\n"
+                        "  --kind KIND            organization, personal or device (required)\n"
+                        "  --holder HOLDER        a local user, or @GROUP for a local group (required)\n"
+                        "  --decision REF         the written decision's number, e.g. 12/QĐ-UBND\n"
+                        "                         (required)\n"
+                        "  --decision-date DATE   the decision's date, YYYY-MM-DD (required)\n"
+                        "  --signed-by NAME       who signed the decision\n"
+                        "  --org NAME             the organisation the token belongs to\n"
+                        "  --from TIME            start of validity (default: now)\n"
+                        "  --until TIME           end of validity (default: none)\n"
+                        "  --pin-change-required  the holder must change the PIN before signing\n"
+                        "\n"
+                        "TIME is YYYY-MM-DD (for --from the start of that day, for --until its end),\n"
+                        "YYYY-MM-DDTHH:MM[:SS], both in local time, or @UNIXSECONDS.\n",
+                .run = run_assign,
+                .options = custody_assign_options,
+        },
+        {
+                .name = "handover",
+                .args = "SERIAL --to HOLDER --minutes REF [--no-pin-change]",
+                .summary = "Hand an active token over to a new holder",
+                .help = "Makes HOLDER the holder of the active token SERIAL and records the handover\n"
+                        "minutes. Unless kysod.conf says otherwise, the new holder must change the PIN\n"
+                        "before signing.\n" CHANGE_NEEDS_ADMIN
+                        "\n"
+                        "  --to HOLDER      the new holder: a local user, or @GROUP (required)\n"
+                        "  --minutes REF    the handover minutes' reference (required)\n"
+                        "  --no-pin-change  do not require a PIN change from the new holder\n",
+                .run = run_handover,
+                .options = custody_handover_options,
+        },
+        {
+                .name = "report-lost",
+                .args = "SERIAL [--reason TEXT]",
+                .summary = "Record that a token is lost",
+                .help = "Marks the custody of token SERIAL as lost. kysod refuses the token at once,\n"
+                        "also to sessions already open.\n" CHANGE_NEEDS_ADMIN STATE_CHANGE_OPTIONS,
+                .run = run_report_lost,
+                .options = custody_reason_options,
+        },
+        {
+                .name = "revoke",
+                .args = "SERIAL [--reason TEXT]",
+                .summary = "Revoke a token's custody",
+                .help = "Marks the custody of token SERIAL as revoked. kysod refuses the token at\n"
+                        "once, also to sessions already open; 'assign' may then record a new holder.\n"
+                        CHANGE_NEEDS_ADMIN STATE_CHANGE_OPTIONS,
+                .run = run_revoke,
+                .options = custody_reason_options,
+        },
+        {
+                .name = "return",
+                .args = "SERIAL [--reason TEXT]",
+                .summary = "Record that a token was handed back",
+                .help = "Marks the custody of token SERIAL as returned: the holder gave it back.\n"
+                        "kysod refuses the token at once, also to sessions already open; 'assign'\n"
+                        "may then record a new holder.\n" CHANGE_NEEDS_ADMIN STATE_CHANGE_OPTIONS,
+                .run = run_return,
+                .options = custody_reason_options,
+        },
+        {
+                .name = "export",
+                .args = "[-o FILE]",
+                .summary = "Write the custody registry as JSON",
+                .help = "Prints kysod's custody registry (every token's current record) as JSON, in\n"
+                        "the format 'kysoctl import' reads. A FILE is written whole or not at all\n"
+                        "(through FILE.tmp). Open to every user.\n"
+                        "\n"
+                        "  -o, --output FILE  write to FILE instead of standard output (- for it)\n",
+                .run = run_export,
+                .options = custody_export_options,
+                .shortopts = CUSTODY_EXPORT_SHORTOPTS,
+        },
+        {
+                .name = "import",
+                .args = "FILE",
+                .summary = "Add custody records from a JSON registry",
+                .help = "Reads a registry in the format of 'kysoctl export' from FILE (- for standard\n"
+                        "input), checks that it is JSON, and sends it to kysod, which checks every\n"
+                        "record before it changes anything: all new records are added, or none.\n"
+                        "Records equal to a token's current one are skipped. Prints how many were\n"
+                        "added (with --json: {\"added\": N}).\n" CHANGE_NEEDS_ADMIN,
+                .run = run_import,
         },
         {
                 .name = "help",
@@ -503,20 +614,33 @@ static void main_help(void)
                "Commands:\n",
                KYSO_SOCKET_DEFAULT);
         for (size_t i = 0; i < ELEMENTSOF(commands); i++) {
-                char synopsis[64];
+                char synopsis[128];
+
                 snprintf(synopsis, sizeof(synopsis), "%s %s", commands[i].name, commands[i].args);
-                printf("  %-18s  %s\n", synopsis, commands[i].summary);
+                /* Long synopses are cut at the first option; the command's help has all of it. */
+                if (strlen(synopsis) > 22) {
+                        char *cut = strstr(synopsis, " -");
+
+                        if (!cut)
+                                cut = strstr(synopsis, " [-");
+                        if (cut)
+                                strcpy(cut, " ...");
+                }
+                if (strlen(synopsis) > 22)
+                        printf("  %s\n  %-22s  %s\n", synopsis, "", commands[i].summary);
+                else
+                        printf("  %-22s  %s\n", synopsis, commands[i].summary);
         }
         printf("\n"
-               "Exit status: 0 success, 1 kysod unreachable or the request failed, 2 usage error.\n"
-               "See kysoctl(1).\n");
+               "Exit status: 0 success, 1 kysod unreachable or the request refused or failed,\n"
+               "2 usage error, 3 permission denied, 4 no such token. See kysoctl(1).\n");
 }
 
 static void command_help(const Command *c)
 {
         printf("Usage: kysoctl [OPTIONS] %s%s%s\n\n%s\n%s\n", c->name, *c->args ? " " : "", c->args,
                c->summary, c->help);
-        printf("Options: see 'kysoctl --help'.\n");
+        printf("kysoctl's own options (--json, --socket, ...): see 'kysoctl --help'.\n");
 }
 
 static int run_help(const Options *opts, int argc, char **argv)
@@ -542,24 +666,50 @@ static int run_help(const Options *opts, int argc, char **argv)
 
 /* ------------------------------------------------------------------------- */
 
-/*
- * Global options may stand before or after the command ("kysoctl --json status" and
- * "kysoctl status --json"). Parsing stops at the first non-option so that the command's
- * own arguments are never mistaken for kysoctl's; then the command's arguments are
- * parsed again for the global options. Returns 0, 1 for --version (done), -EINVAL.
- */
-static int parse_options(int argc, char **argv, Options *opts, bool *want_help)
+static const struct option global_options[] = {
+        { "socket", required_argument, NULL, 's' },
+        { "json", no_argument, NULL, 'j' },
+        { "help", no_argument, NULL, 'h' },
+        { "version", no_argument, NULL, 'V' },
+};
+#define GLOBAL_SHORTOPTS "+s:jhV"
+
+/* The option table of a command line: kysoctl's options, then those of cmd (if any). */
+typedef struct OptionTable {
+        struct option *longopts;
+        char shortopts[32];
+} OptionTable;
+
+static int option_table_make(const Command *cmd, OptionTable *ret)
 {
-        static const struct option long_options[] = {
-                { "socket", required_argument, NULL, 's' },
-                { "json", no_argument, NULL, 'j' },
-                { "help", no_argument, NULL, 'h' },
-                { "version", no_argument, NULL, 'V' },
-                {},
-        };
+        size_t n = 0;
+
+        while (cmd && cmd->options && cmd->options[n].name)
+                n++;
+        ret->longopts = calloc(ELEMENTSOF(global_options) + n + 1, sizeof(struct option));
+        if (!ret->longopts)
+                return -ENOMEM;
+        memcpy(ret->longopts, global_options, sizeof(global_options));
+        if (n > 0)
+                memcpy(ret->longopts + ELEMENTSOF(global_options), cmd->options, n * sizeof(struct option));
+        snprintf(ret->shortopts, sizeof(ret->shortopts), "%s%s", GLOBAL_SHORTOPTS,
+                 cmd && cmd->shortopts ? cmd->shortopts : "");
+        return 0;
+}
+
+/*
+ * Options may stand before or after the command ("kysoctl --json status" and "kysoctl
+ * status --json"); a command's own options only after it. Parsing stops at the first
+ * non-option so that the command's arguments are never mistaken for options; main() then
+ * parses the rest again. The command's own options are appended to cmd_opts (room for one
+ * per argument). Returns 0, 1 for --version (done), -EINVAL.
+ */
+static int parse_options(int argc, char **argv, const OptionTable *table, Options *opts, bool *want_help,
+                         CommandOption *cmd_opts, size_t *n_cmd_opts)
+{
         int c;
 
-        while ((c = getopt_long(argc, argv, "+s:jhV", long_options, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, table->shortopts, table->longopts, NULL)) >= 0) {
                 switch (c) {
                 case 's':
                         opts->socket_path = optarg;
@@ -573,8 +723,12 @@ static int parse_options(int argc, char **argv, Options *opts, bool *want_help)
                 case 'V':
                         printf("kysoctl %s\n", PACKAGE_VERSION);
                         return 1;
-                default:
+                case '?':
+                case ':':
                         return -EINVAL;
+                default:
+                        cmd_opts[(*n_cmd_opts)++] = (CommandOption) { .id = c, .arg = optarg };
+                        break;
                 }
         }
         return 0;
@@ -583,15 +737,29 @@ static int parse_options(int argc, char **argv, Options *opts, bool *want_help)
 int main(int argc, char **argv)
 {
         _cleanup_(freep) char **cmd_argv = NULL;
+        _cleanup_(freep) CommandOption *cmd_opts = NULL;
+        _cleanup_(freep) struct option *longopts = NULL;
         Options opts = { .socket_path = NULL };
+        OptionTable table = {};
         bool want_help = false;
-        const Command *cmd;
+        const Command *cmd = NULL;
         int cmd_argc = 0, sub_argc, r;
+        size_t n_cmd_opts = 0;
         char **sub_argv;
 
+        /* A daemon that hangs up mid-request is an error to report, not a reason to die. */
+        signal(SIGPIPE, SIG_IGN);
         log_setup("kysoctl", LOG_INFO);
+        /* Column widths of labels and holders in Vietnamese; numbers and times stay in C. */
+        (void) setlocale(LC_CTYPE, "");
 
-        r = parse_options(argc, argv, &opts, &want_help);
+        r = option_table_make(NULL, &table);
+        if (r < 0) {
+                log_oom();
+                return EXIT_FAILED;
+        }
+        longopts = table.longopts;
+        r = parse_options(argc, argv, &table, &opts, &want_help, NULL, &n_cmd_opts);
         if (r != 0)
                 goto options_done;
 
@@ -610,19 +778,22 @@ int main(int argc, char **argv)
                 return EXIT_USAGE;
         }
 
-        /* The command's own arguments: global options among them are taken out, the rest kept in order. */
+        /* The command's own arguments: options among them are taken out, the rest kept in order. */
         sub_argc = argc - optind;
         sub_argv = argv + optind;
         cmd_argv = calloc((size_t) sub_argc + 1, sizeof(char *));
-        if (!cmd_argv) {
+        cmd_opts = calloc((size_t) sub_argc, sizeof(CommandOption));
+        free(TAKE_PTR(longopts));
+        if (!cmd_argv || !cmd_opts || option_table_make(cmd, &table) < 0) {
                 log_oom();
                 return EXIT_FAILED;
         }
+        longopts = table.longopts;
         cmd_argv[cmd_argc++] = sub_argv[0];
         sub_argv[0] = argv[0]; /* getopt names the program in its messages */
         optind = 1;
         for (;;) {
-                r = parse_options(sub_argc, sub_argv, &opts, &want_help);
+                r = parse_options(sub_argc, sub_argv, &table, &opts, &want_help, cmd_opts, &n_cmd_opts);
                 if (r != 0 || optind >= sub_argc)
                         break;
                 if (streq(sub_argv[optind - 1], "--")) {
@@ -633,12 +804,17 @@ int main(int argc, char **argv)
                 }
                 cmd_argv[cmd_argc++] = sub_argv[optind++];
         }
+        opts.cmd_options = cmd_opts;
+        opts.n_cmd_options = n_cmd_opts;
 
 options_done:
         if (r > 0)
                 return EXIT_OK; /* --version */
         if (r < 0) {
-                fprintf(stderr, "See 'kysoctl --help'.\n");
+                if (cmd)
+                        fprintf(stderr, "See 'kysoctl %s --help'.\n", cmd->name);
+                else
+                        fprintf(stderr, "See 'kysoctl --help'.\n");
                 return EXIT_USAGE;
         }
 

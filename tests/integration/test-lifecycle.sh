@@ -100,7 +100,7 @@ check "kysod with an unknown option exits non-zero with a message" kysod_bad_opt
 start_kysod() {
     local backends=(--backend "$SOFTHSM_MODULE")
     [ -z "$TRUST_MODULE" ] || backends+=(--backend "$TRUST_MODULE")
-    "$KYSOD" --state-dir "$KYSO_TEST_DIR/state" --socket "$KYSO_SOCKET" "${backends[@]}" \
+    "$KYSOD" --config "$KYSO_SOURCE_ROOT/tests/integration/unknown-allow.conf" --bus none --state-dir "$KYSO_TEST_DIR/state" --socket "$KYSO_SOCKET" "${backends[@]}" \
         --log-level info >>"$KYSO_TEST_DIR/kysod.log" 2>&1 </dev/null &
     echo $! >"$KYSO_TEST_DIR/kysod.pid"
     wait_socket "$KYSO_SOCKET" "$!"
@@ -165,7 +165,7 @@ second_daemon() {
     first=$(cat "$KYSO_TEST_DIR/kysod.pid")
     mkdir -p "$WORK/state2"
     # p11-kit-trust (or SoftHSM2 if absent) as backend: never two SoftHSM2 C_Initialize at once.
-    timeout -k 2 10 "$KYSOD" --state-dir "$WORK/state2" --socket "$KYSO_SOCKET" \
+    timeout -k 2 10 "$KYSOD" --config "$KYSO_SOURCE_ROOT/tests/integration/unknown-allow.conf" --bus none --state-dir "$WORK/state2" --socket "$KYSO_SOCKET" \
         --backend "${TRUST_MODULE:-$SOFTHSM_MODULE}" >out 2>&1 || rc=$?
     cat out
     echo "exit status: $rc"
@@ -226,7 +226,7 @@ check "the restarted kysod stops on SIGTERM" stop_restarted
 sigterm() {
     local pid rc=0 i
     # Our own child this time, so its exit status can be collected.
-    "$KYSOD" --state-dir "$KYSO_TEST_DIR/state" --socket "$KYSO_SOCKET" --backend "$SOFTHSM_MODULE" \
+    "$KYSOD" --config "$KYSO_SOURCE_ROOT/tests/integration/unknown-allow.conf" --bus none --state-dir "$KYSO_TEST_DIR/state" --socket "$KYSO_SOCKET" --backend "$SOFTHSM_MODULE" \
         --log-level info >>"$KYSO_TEST_DIR/kysod.log" 2>&1 </dev/null &
     pid=$!
     echo "$pid" >"$KYSO_TEST_DIR/kysod.pid"

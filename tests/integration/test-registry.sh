@@ -38,7 +38,7 @@ start_kysod() {
     # Not through the as_nobody function: a backgrounded function is a subshell, and $! would name it
     # instead of kysod.
     setpriv --reuid=nobody --regid=nogroup --clear-groups env HOME="$home" SOFTHSM2_CONF="$store/softhsm2.conf" \
-        "$KYSOD" --state-dir "$WORK/state" --socket "$sock" --log-level debug >"$log" 2>&1 &
+        "$KYSOD" --config "$KYSO_SOURCE_ROOT/tests/integration/unknown-allow.conf" --bus none --state-dir "$WORK/state" --socket "$sock" --log-level debug >"$log" 2>&1 &
     echo $! >"$pidfile"
     for _ in $(seq 1 100); do
         [ -S "$sock" ] && break

@@ -7,7 +7,9 @@
 #   with-kysod.sh [--tokens N] [--mock NAME:KEY=V,...]... [--config FILE] [--no-daemon] [--] COMMAND [ARGS...]
 #
 # --config FILE is passed to kysod as --config FILE (also on restarts); the
-# command line's --socket, --state-dir and --backend still override it.
+# command line's --socket, --state-dir and --backend still override it. Without
+# it, kysod reads unknown-allow.conf beside this script: the test tokens have no
+# custody record. kysod runs with --bus "${KYSO_TEST_BUS:-none}".
 #
 # --mock adds a second kind of backend: a copy of tests/mock's wrapping module
 # ($KYSO_MOCK_MODULE) named NAME.so over a private copy of SoftHSM2 with its own
@@ -36,7 +38,7 @@ set -euo pipefail
 tokens=1
 daemon=1
 mocks=()
-config_args=()
+config_args=(--config "$(dirname "$(realpath "${BASH_SOURCE[0]}")")/unknown-allow.conf")
 while [ $# -gt 0 ]; do
     case "$1" in
         --tokens) tokens="$2"; shift 2 ;;
@@ -121,6 +123,7 @@ PY
 start_kysod() {
     "${daemon_wrapper[@]}" "$KYSOD" "${config_args[@]}" --state-dir "$KYSO_TEST_DIR/state" --socket "$KYSO_SOCKET" \
         --backend "$SOFTHSM_MODULE" "${extra_backends[@]}" --log-level "${KYSO_TEST_LOG_LEVEL:-info}" \
+        --bus "${KYSO_TEST_BUS:-none}" \
         >>"$KYSO_TEST_DIR/kysod.log" 2>&1 &
     echo $! >"$KYSO_TEST_DIR/kysod.pid"
     child_pid=$!
@@ -200,7 +203,7 @@ export SOFTHSM2_CONF="$SOFTHSM2_CONF" KYSO_SOCKET="$KYSO_SOCKET"
 pid=\$(cat "$KYSO_TEST_DIR/kysod.pid" 2>/dev/null || true)
 if [ -n "\$pid" ] && kill -0 "\$pid" 2>/dev/null; then kill -TERM "\$pid"; while kill -0 "\$pid" 2>/dev/null; do sleep 0.05; done; fi
 ${daemon_wrapper[*]:-} "$KYSOD" ${config_args[*]:-} --state-dir "$KYSO_TEST_DIR/state" --socket "$KYSO_SOCKET" --backend "$SOFTHSM_MODULE" ${extra_backends[*]:-} \
-    --log-level "${KYSO_TEST_LOG_LEVEL:-info}" >>"$KYSO_TEST_DIR/kysod.log" 2>&1 &
+    --log-level "${KYSO_TEST_LOG_LEVEL:-info}" --bus "${KYSO_TEST_BUS:-none}" >>"$KYSO_TEST_DIR/kysod.log" 2>&1 &
 echo \$! >"$KYSO_TEST_DIR/kysod.pid"
 for i in \$(seq 1 $((daemon_wait * 20))); do
     python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(sys.argv[1])' "$KYSO_SOCKET" 2>/dev/null && exit 0

@@ -378,6 +378,120 @@ static void test_pin_tries(void **state)
         }
 }
 
+static void test_custody(void **state)
+{
+        enum { T0 = 1790000000, DAY = 86400 };
+        static const struct {
+                const char *what;
+                CustodyFacts f;
+                CK_RV want;
+                int64_t want_recheck;
+        } table[] = {
+                { "no record, unknown tokens denied", { .now = T0 }, CKR_TOKEN_NOT_RECOGNIZED, POLICY_TIME_NEVER },
+                { "no record, unknown tokens allowed", { .now = T0, .unknown_allowed = true }, CKR_OK,
+                  POLICY_TIME_NEVER },
+                { "holder, active, open-ended", { true, CUSTODY_STATE_ACTIVE, true, T0 - DAY, 0, T0, false }, CKR_OK,
+                  POLICY_TIME_NEVER },
+                { "holder, active, until tomorrow: recheck then",
+                  { true, CUSTODY_STATE_ACTIVE, true, T0 - DAY, T0 + DAY, T0, false }, CKR_OK, T0 + DAY },
+                { "holder, the last second of the window", { true, CUSTODY_STATE_ACTIVE, true, T0 - DAY, T0 + 1, T0 },
+                  CKR_OK, T0 + 1 },
+                { "holder, window ended at this second", { true, CUSTODY_STATE_ACTIVE, true, T0 - DAY, T0, T0 },
+                  CKR_TOKEN_NOT_RECOGNIZED, POLICY_TIME_NEVER },
+                { "holder, window not open yet: recheck when it opens",
+                  { true, CUSTODY_STATE_ACTIVE, true, T0 + 60, 0, T0 }, CKR_TOKEN_NOT_RECOGNIZED, T0 + 60 },
+                { "not the holder", { true, CUSTODY_STATE_ACTIVE, false, T0 - DAY, 0, T0 }, CKR_TOKEN_NOT_RECOGNIZED,
+                  POLICY_TIME_NEVER },
+                { "not the holder, unknown tokens allowed does not matter",
+                  { true, CUSTODY_STATE_ACTIVE, false, T0 - DAY, 0, T0, true }, CKR_TOKEN_NOT_RECOGNIZED,
+                  POLICY_TIME_NEVER },
+                { "holder, lost", { true, CUSTODY_STATE_LOST, true, T0 - DAY, 0, T0 }, CKR_TOKEN_NOT_RECOGNIZED,
+                  POLICY_TIME_NEVER },
+                { "holder, revoked", { true, CUSTODY_STATE_REVOKED, true, T0 - DAY, 0, T0 }, CKR_TOKEN_NOT_RECOGNIZED,
+                  POLICY_TIME_NEVER },
+                { "holder, returned", { true, CUSTODY_STATE_RETURNED, true, T0 - DAY, 0, T0 },
+                  CKR_TOKEN_NOT_RECOGNIZED, POLICY_TIME_NEVER },
+                { "holder, locked", { true, CUSTODY_STATE_LOCKED, true, T0 - DAY, 0, T0 }, CKR_TOKEN_NOT_RECOGNIZED,
+                  POLICY_TIME_NEVER },
+                { "returned token, unknown tokens allowed: still refused",
+                  { true, CUSTODY_STATE_RETURNED, true, T0 - DAY, 0, T0, true }, CKR_TOKEN_NOT_RECOGNIZED,
+                  POLICY_TIME_NEVER },
+        };
+
+        for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+                int64_t recheck = 42;
+                PolicyDecision d = policy_custody(&table[i].f, &recheck);
+
+                if (d.rv != table[i].want)
+                        fail_msg("%s: got 0x%lx, want 0x%lx", table[i].what, d.rv, table[i].want);
+                if (d.rv != CKR_OK && !d.reason)
+                        fail_msg("%s: a refusal must say why", table[i].what);
+                if (recheck != table[i].want_recheck)
+                        fail_msg("%s: recheck at %lld, want %lld", table[i].what, (long long) recheck,
+                                 (long long) table[i].want_recheck);
+        }
+}
+
+static void test_custody_transitions(void **state)
+{
+        enum { NO_RECORD = -1 };
+        /* Rows: the current state (NO_RECORD: no record); columns: assign, handover, lost, revoke, return. */
+        static const struct {
+                int current;
+                bool allowed[_CUSTODY_OP_MAX];
+        } table[] = {
+                { NO_RECORD, { true, false, false, false, false } },
+                { CUSTODY_STATE_ACTIVE, { false, true, true, true, true } },
+                { CUSTODY_STATE_LOST, { false, false, false, true, true } },
+                { CUSTODY_STATE_REVOKED, { true, false, false, false, false } },
+                { CUSTODY_STATE_RETURNED, { true, false, false, true, false } },
+                { CUSTODY_STATE_LOCKED, { false, false, true, true, true } },
+        };
+
+        for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
+                for (int op = 0; op < _CUSTODY_OP_MAX; op++) {
+                        bool has = table[i].current != NO_RECORD;
+                        const char *why = policy_custody_transition(has, has ? (CustodyState) table[i].current : 0,
+                                                                    (CustodyOp) op);
+
+                        if ((why == NULL) != table[i].allowed[op])
+                                fail_msg("state %d, op %d: got %s, want %s", table[i].current, op,
+                                         why ? why : "allowed", table[i].allowed[op] ? "allowed" : "refused");
+                }
+        assert_int_equal(policy_custody_op_state(CUSTODY_OP_REPORT_LOST), CUSTODY_STATE_LOST);
+        assert_int_equal(policy_custody_op_state(CUSTODY_OP_REVOKE), CUSTODY_STATE_REVOKED);
+        assert_int_equal(policy_custody_op_state(CUSTODY_OP_RETURN), CUSTODY_STATE_RETURNED);
+        assert_int_equal(policy_custody_op_state(CUSTODY_OP_HANDOVER), CUSTODY_STATE_ACTIVE);
+}
+
+static void test_holder_valid(void **state)
+{
+        static const struct {
+                const char *holder;
+                bool valid;
+        } table[] = {
+                { "nguyenvana", true },  { "@vanthu", true },     { "_kyso", true },   { "user-1.x", true },
+                { "machine$", true },    { "", false },           { "@", false },      { "1abc", false },
+                { "a b", false },        { "@@g", false },        { "a/b", false },    { "a:b", false },
+                { "an@example.gov.vn", true }, { "@clerks@example.gov.vn", true }, { "ma$chine", false },
+                { "Đức", false },        { "a\n", false },
+        };
+
+        for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++)
+                if (policy_holder_valid(table[i].holder) != table[i].valid)
+                        fail_msg("holder \"%s\": want %s", table[i].holder, table[i].valid ? "valid" : "invalid");
+        assert_false(policy_holder_valid(NULL));
+
+        char name[300];
+
+        memset(name, 'a', sizeof(name));
+        name[255] = '\0';
+        assert_true(policy_holder_valid(name));
+        name[255] = 'a';
+        name[256] = '\0';
+        assert_false(policy_holder_valid(name));
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -391,6 +505,9 @@ int main(void)
                 cmocka_unit_test(test_token_class),
                 cmocka_unit_test(test_session_open),
                 cmocka_unit_test(test_pin_tries),
+                cmocka_unit_test(test_custody),
+                cmocka_unit_test(test_custody_transitions),
+                cmocka_unit_test(test_holder_valid),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

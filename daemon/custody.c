@@ -1,0 +1,745 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+#include <errno.h>
+#include <grp.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "broker.h"
+#include "bus.h"
+#include "custody-json.h"
+#include "custody.h"
+#include "log.h"
+#include "macro.h"
+
+/* A token the registry knows: seen in a slot, or named by a custody record, or both. */
+typedef struct Known {
+        StoreToken token;
+        bool present;
+        CK_SLOT_ID slot;
+        bool has_record;
+        CustodyRecord record;
+} Known;
+
+/*
+ * registry_lock guards the known tokens; store_lock the database and the order of changes (an admin's
+ * change holds it from reading the current record to updating memory, so two changes cannot interleave).
+ * Order: store_lock before registry_lock.
+ */
+static pthread_rwlock_t registry_lock = PTHREAD_RWLOCK_INITIALIZER;
+static Known *known;
+static size_t n_known;
+static uint64_t generation = 1;
+
+static pthread_mutex_t store_lock = PTHREAD_MUTEX_INITIALIZER;
+static Store *store;
+
+static CustodyConfig config;
+
+int64_t custody_now(void)
+{
+        return (int64_t) time(NULL);
+}
+
+uint64_t custody_generation(void)
+{
+        return __atomic_load_n(&generation, __ATOMIC_ACQUIRE);
+}
+
+static void bump_generation_locked(void)
+{
+        __atomic_add_fetch(&generation, 1, __ATOMIC_RELEASE);
+}
+
+bool custody_unknown_allowed(void)
+{
+        return config.unknown_allowed;
+}
+
+const char *custody_admin_group(void)
+{
+        return config.admin_group ?: KYSO_ADMIN_GROUP_DEFAULT;
+}
+
+static Known *find_serial_locked(const char *serial)
+{
+        for (size_t i = 0; i < n_known; i++)
+                if (streq(known[i].token.serial, serial))
+                        return &known[i];
+        return NULL;
+}
+
+static Known *find_slot_locked(CK_SLOT_ID slot)
+{
+        for (size_t i = 0; i < n_known; i++)
+                if (known[i].present && known[i].slot == slot)
+                        return &known[i];
+        return NULL;
+}
+
+/* A new entry for serial, with the other strings empty. Call with registry_lock held for writing. */
+static Known *add_known_locked(const char *serial)
+{
+        Known *n = realloc(known, (n_known + 1) * sizeof(Known)), *k;
+
+        if (!n)
+                return NULL;
+        known = n;
+        k = &known[n_known];
+        *k = (Known) {
+                .token = {
+                        .serial = strdup(serial),
+                        .manufacturer = strdup(""),
+                        .model = strdup(""),
+                        .label = strdup(""),
+                },
+        };
+        if (!k->token.serial || !k->token.manufacturer || !k->token.model || !k->token.label) {
+                store_token_done(&k->token);
+                return NULL;
+        }
+        n_known++;
+        return k;
+}
+
+static int replace_string(char **p, const char *v)
+{
+        char *n = strdup(v);
+
+        if (!n)
+                return -ENOMEM;
+        free(*p);
+        *p = n;
+        return 0;
+}
+
+/*
+ * Puts a record in memory as the token's current one (a copy). Returns 1 when the token was not known
+ * before. Call with registry_lock held for writing.
+ */
+static int set_record_locked(const CustodyRecord *rec)
+{
+        CustodyRecord copy;
+        Known *k = find_serial_locked(rec->serial);
+        bool added = false;
+        int r;
+
+        r = custody_record_copy(rec, &copy);
+        if (r < 0)
+                return r;
+        if (!k) {
+                k = add_known_locked(rec->serial);
+                if (!k) {
+                        custody_record_done(&copy);
+                        return -ENOMEM;
+                }
+                added = true;
+        }
+        if (k->has_record)
+                custody_record_done(&k->record);
+        k->record = copy;
+        k->has_record = true;
+        return added;
+}
+
+int custody_init(const char *db_path, const CustodyConfig *cfg)
+{
+        StoreToken *tokens = NULL;
+        CustodyRecord *recs = NULL;
+        size_t n_tokens = 0, n_recs = 0;
+        int r;
+
+        config = *cfg;
+        config.admin_group = cfg->admin_group ? strdup(cfg->admin_group) : NULL;
+
+        r = store_open(db_path, &store);
+        if (r < 0)
+                return log_error_errno(r, "Failed to open the state database %s: %m", db_path);
+        r = store_tokens(store, &tokens, &n_tokens);
+        if (r >= 0)
+                r = store_custody_all(store, &recs, &n_recs);
+        if (r < 0) {
+                store_tokens_free(tokens, n_tokens);
+                return log_error_errno(r, "Failed to read the custody registry from %s: %m", db_path);
+        }
+
+        pthread_rwlock_wrlock(&registry_lock);
+        known = calloc(n_tokens ? n_tokens : 1, sizeof(Known));
+        if (known) {
+                for (size_t i = 0; i < n_tokens; i++)
+                        known[i].token = tokens[i]; /* moved */
+                n_known = n_tokens;
+                n_tokens = 0;
+                for (size_t i = 0; i < n_recs && r >= 0; i++)
+                        r = set_record_locked(&recs[i]);
+        } else
+                r = -ENOMEM;
+        pthread_rwlock_unlock(&registry_lock);
+        free(tokens); /* the strings moved */
+        custody_records_free(recs, n_recs);
+        if (r < 0)
+                return log_oom();
+
+        log_info("Custody registry %s: %zu known token(s), %zu with a custody record; unknown tokens are %s.",
+                 db_path, n_known, n_recs, config.unknown_allowed ? "allowed" : "denied");
+        return 0;
+}
+
+void custody_done(void)
+{
+        pthread_rwlock_wrlock(&registry_lock);
+        for (size_t i = 0; i < n_known; i++) {
+                store_token_done(&known[i].token);
+                if (known[i].has_record)
+                        custody_record_done(&known[i].record);
+        }
+        free(known);
+        known = NULL;
+        n_known = 0;
+        pthread_rwlock_unlock(&registry_lock);
+
+        pthread_mutex_lock(&store_lock);
+        store = store_close(store);
+        pthread_mutex_unlock(&store_lock);
+        free(config.admin_group);
+        config.admin_group = NULL;
+}
+
+/* ---- tokens coming and going ---- */
+
+static void trimmed(char *dst, const unsigned char *src, size_t n)
+{
+        while (n > 0 && (src[n - 1] == ' ' || src[n - 1] == '\0'))
+                n--;
+        memcpy(dst, src, n);
+        dst[n] = '\0';
+}
+
+void custody_token_present(CK_SLOT_ID slot, const CK_TOKEN_INFO *info)
+{
+        char serial[sizeof(info->serialNumber) + 1], label[sizeof(info->label) + 1],
+                manufacturer[sizeof(info->manufacturerID) + 1], model[sizeof(info->model) + 1];
+        int64_t now = custody_now();
+        bool arrived = false, added = false;
+        Known *k, *other;
+        int r = 0;
+
+        trimmed(serial, info->serialNumber, sizeof(info->serialNumber));
+        trimmed(label, info->label, sizeof(info->label));
+        trimmed(manufacturer, info->manufacturerID, sizeof(info->manufacturerID));
+        trimmed(model, info->model, sizeof(info->model));
+        if (serial[0] == '\0') {
+                /* An uninitialised token (SoftHSM2's free slot) has none yet; an initialised one should. */
+                if (info->flags & CKF_TOKEN_INITIALIZED)
+                        log_notice("Slot %lu: the token \"%s\" has no serial number, so it cannot have a custody "
+                                   "record.",
+                                   slot, label);
+                return;
+        }
+
+        pthread_rwlock_wrlock(&registry_lock);
+        other = find_slot_locked(slot);
+        if (other && !streq(other->token.serial, serial))
+                other->present = false; /* replaced without a removal seen in between */
+        k = find_serial_locked(serial);
+        if (!k) {
+                k = add_known_locked(serial);
+                added = k != NULL;
+        }
+        if (k) {
+                arrived = !k->present || k->slot != slot;
+                if (added || k->token.first_seen == 0)
+                        k->token.first_seen = now;
+                k->token.last_seen = now;
+                k->present = true;
+                k->slot = slot;
+                if (replace_string(&k->token.label, label) < 0 ||
+                    replace_string(&k->token.manufacturer, manufacturer) < 0 ||
+                    replace_string(&k->token.model, model) < 0)
+                        r = -ENOMEM;
+        } else
+                r = -ENOMEM;
+        bump_generation_locked();
+        pthread_rwlock_unlock(&registry_lock);
+        if (r < 0) {
+                log_oom();
+                return;
+        }
+
+        if (arrived)
+                log_info("Token %s (\"%s\", %s %s) in slot %lu.", serial, label, manufacturer, model, slot);
+
+        pthread_mutex_lock(&store_lock);
+        r = store ? store_token_seen(store, serial, manufacturer, model, label, now) : 0;
+        pthread_mutex_unlock(&store_lock);
+        if (r < 0)
+                log_warning_errno(r, "Failed to record that token %s was seen: %m", serial);
+
+        if (added)
+                bus_token_added(serial);
+        if (arrived)
+                bus_token_inserted(serial, label);
+        else
+                bus_token_changed(serial);
+}
+
+void custody_token_absent(CK_SLOT_ID slot)
+{
+        char *serial = NULL;
+        Known *k;
+
+        pthread_rwlock_wrlock(&registry_lock);
+        k = find_slot_locked(slot);
+        if (k) {
+                k->present = false;
+                serial = strdup(k->token.serial);
+                bump_generation_locked();
+        }
+        pthread_rwlock_unlock(&registry_lock);
+        if (!serial)
+                return;
+        log_info("Token %s left slot %lu.", serial, slot);
+        bus_token_removed(serial);
+        free(serial);
+}
+
+/* ---- decisions ---- */
+
+CustodyVerdict custody_check(uid_t uid, CK_SLOT_ID slot)
+{
+        CustodyVerdict v = {};
+        CustodyFacts f = { .now = custody_now(), .unknown_allowed = config.unknown_allowed };
+        char holder[40] = "";
+        Known *k;
+
+        pthread_rwlock_rdlock(&registry_lock);
+        v.generation = custody_generation();
+        k = find_slot_locked(slot);
+        if (k) {
+                snprintf(v.serial, sizeof(v.serial), "%s", k->token.serial);
+                if (k->has_record) {
+                        f.has_record = true;
+                        f.state = k->record.state;
+                        f.valid_from = k->record.valid_from;
+                        f.valid_until = k->record.valid_until;
+                        snprintf(holder, sizeof(holder), "%s", k->record.holder);
+                }
+        }
+        pthread_rwlock_unlock(&registry_lock);
+
+        /* The account database only when it can matter. */
+        if (f.has_record && f.state == CUSTODY_STATE_ACTIVE)
+                f.caller_is_holder = custody_uid_holds(uid, holder);
+        v.decision = policy_custody(&f, &v.recheck_at);
+        return v;
+}
+
+void custody_report_denied(const CustodyVerdict *v, uid_t uid, pid_t pid, CK_SLOT_ID slot, const char *operation)
+{
+        log_notice("Refused %s on token %s (slot %lu) to pid %d (uid %u): %s.", operation,
+                   v->serial[0] ? v->serial : "(unknown)", slot, (int) pid, (unsigned) uid, v->decision.reason);
+        bus_access_denied(v->serial, uid, pid, operation, v->decision.reason);
+}
+
+/* ---- the account database ---- */
+
+bool custody_uid_holds(uid_t uid, const char *holder)
+{
+        _cleanup_(freep) char *buf = NULL, *gbuf = NULL;
+        struct passwd pw, *pwp = NULL;
+        struct group gr, *grp = NULL;
+        long size = sysconf(_SC_GETPW_R_SIZE_MAX), gsize = sysconf(_SC_GETGR_R_SIZE_MAX);
+        gid_t groups[256];
+        int n = ELEMENTSOF(groups);
+
+        if (!holder || !holder[0])
+                return false;
+        size = size > 0 ? size : 16384;
+        gsize = gsize > 0 ? gsize : 16384;
+        buf = malloc((size_t) size);
+        if (!buf)
+                return false;
+        if (holder[0] != '@') {
+                if (getpwnam_r(holder, &pw, buf, (size_t) size, &pwp) != 0 || !pwp)
+                        return false;
+                return pwp->pw_uid == uid;
+        }
+
+        gbuf = malloc((size_t) gsize);
+        if (!gbuf || getgrnam_r(holder + 1, &gr, gbuf, (size_t) gsize, &grp) != 0 || !grp)
+                return false;
+        if (getpwuid_r(uid, &pw, buf, (size_t) size, &pwp) != 0 || !pwp)
+                return false;
+        if (pwp->pw_gid == grp->gr_gid)
+                return true;
+        /* Membership as the account database says, not as the calling process happens to carry it. */
+        if (getgrouplist(pwp->pw_name, pwp->pw_gid, groups, &n) < 0)
+                n = ELEMENTSOF(groups);
+        for (int i = 0; i < n; i++)
+                if (groups[i] == grp->gr_gid)
+                        return true;
+        return false;
+}
+
+bool custody_uid_is_admin(uid_t uid)
+{
+        char holder[40];
+
+        if (uid == 0)
+                return true;
+        snprintf(holder, sizeof(holder), "@%s", custody_admin_group());
+        return custody_uid_holds(uid, holder);
+}
+
+char *custody_user_name(uid_t uid)
+{
+        struct passwd pw, *pwp = NULL;
+        char buf[4096], *name = NULL;
+
+        if (getpwuid_r(uid, &pw, buf, sizeof(buf), &pwp) == 0 && pwp)
+                return strdup(pwp->pw_name);
+        if (asprintf(&name, "uid %u", (unsigned) uid) < 0)
+                return NULL;
+        return name;
+}
+
+/* ---- changes ---- */
+
+static int set_error(char **ret_error, int r, const char *fmt, ...) _printf_(3, 4);
+static int set_error(char **ret_error, int r, const char *fmt, ...)
+{
+        va_list ap;
+
+        if (ret_error) {
+                free(*ret_error);
+                va_start(ap, fmt);
+                if (vasprintf(ret_error, fmt, ap) < 0)
+                        *ret_error = NULL;
+                va_end(ap);
+        }
+        return r;
+}
+
+static int store_error(char **ret_error, int r)
+{
+        return set_error(ret_error, r, "the state database could not be written (%s); nothing changed",
+                         strerror(-r));
+}
+
+/*
+ * After the store changed: reload serial's current record into memory, bump the generation, let the
+ * broker close what the change forbids, tell the bus. Call with store_lock held; returns with it released.
+ */
+static int commit_change_unlock(const char *serial)
+{
+        CustodyRecord rec;
+        CK_SLOT_ID slot = 0;
+        bool present = false, added = false;
+        Known *k;
+        int r;
+
+        r = store_custody_current(store, serial, &rec);
+        if (r >= 0) {
+                pthread_rwlock_wrlock(&registry_lock);
+                r = set_record_locked(&rec);
+                added = r > 0;
+                k = find_serial_locked(serial);
+                if (k) {
+                        present = k->present;
+                        slot = k->slot;
+                }
+                bump_generation_locked();
+                pthread_rwlock_unlock(&registry_lock);
+                custody_record_done(&rec);
+        }
+        pthread_mutex_unlock(&store_lock);
+        if (r < 0)
+                log_error_errno(r, "Failed to reload the custody record of %s: %m", serial);
+        if (present)
+                broker_custody_changed(slot);
+        if (added)
+                bus_token_added(serial);
+        bus_token_changed(serial);
+        return r < 0 ? r : 0;
+}
+
+int custody_assign(const CustodyRecord *rec, uid_t by, char **ret_error)
+{
+        _cleanup_(freep) char *who = custody_user_name(by);
+        CustodyRecord current;
+        const char *why;
+        bool has;
+        int r;
+
+        why = custody_record_invalid(rec);
+        if (why)
+                return set_error(ret_error, -EINVAL, "%s", why);
+        if (!who)
+                return -ENOMEM;
+
+        pthread_mutex_lock(&store_lock);
+        r = store_custody_current(store, rec->serial, &current);
+        if (r < 0 && r != -ENOENT) {
+                pthread_mutex_unlock(&store_lock);
+                return store_error(ret_error, r);
+        }
+        has = r >= 0;
+        why = policy_custody_transition(has, has ? current.state : CUSTODY_STATE_ACTIVE, CUSTODY_OP_ASSIGN);
+        if (why) {
+                r = set_error(ret_error, -EBUSY, "%s is %s, held by %s: %s", rec->serial,
+                              custody_state_to_string(current.state), current.holder, why);
+                custody_record_done(&current);
+                pthread_mutex_unlock(&store_lock);
+                return r;
+        }
+        if (has)
+                custody_record_done(&current);
+        r = store_custody_add(store, rec, custody_now(), who, NULL);
+        if (r < 0) {
+                pthread_mutex_unlock(&store_lock);
+                return store_error(ret_error, r);
+        }
+        log_notice("Custody of token %s assigned to %s (%s, decision %s of %s) by %s.", rec->serial, rec->holder,
+                   custody_kind_to_string(rec->kind), rec->decision_ref, rec->decision_date, who);
+        (void) commit_change_unlock(rec->serial);
+        return 0;
+}
+
+/* Reads the current record for a change, checking the transition. Call with store_lock held. */
+static int current_for(const char *serial, CustodyOp op, CustodyRecord *ret, char **ret_error)
+{
+        const char *why;
+        int r;
+
+        r = store_custody_current(store, serial, ret);
+        if (r == -ENOENT) {
+                bool known_token;
+
+                pthread_rwlock_rdlock(&registry_lock);
+                known_token = find_serial_locked(serial) != NULL;
+                pthread_rwlock_unlock(&registry_lock);
+                if (known_token)
+                        return set_error(ret_error, -EBUSY, "token %s has no custody record: assign it first",
+                                         serial);
+                return set_error(ret_error, -ENOENT, "no token with serial %s is known", serial);
+        }
+        if (r < 0)
+                return store_error(ret_error, r);
+        why = policy_custody_transition(true, ret->state, op);
+        if (why) {
+                r = set_error(ret_error, -EBUSY, "token %s is %s: %s", serial, custody_state_to_string(ret->state),
+                              why);
+                custody_record_done(ret);
+                return r;
+        }
+        return 0;
+}
+
+int custody_handover(const char *serial, const char *to, const char *minutes, int pin_change_required, uid_t by,
+                     char **ret_error)
+{
+        _cleanup_(freep) char *who = custody_user_name(by);
+        CustodyRecord current;
+        bool pin = pin_change_required < 0 ? config.handover_requires_pin_change : pin_change_required > 0;
+        int r;
+
+        if (!policy_holder_valid(to))
+                return set_error(ret_error, -EINVAL, "to: must be a user name or @group");
+        if (!minutes || !minutes[0] || strlen(minutes) > 128 || strpbrk(minutes, "\n\r\t"))
+                return set_error(ret_error, -EINVAL, "minutes: the handover minutes' reference is missing or too long");
+        if (!who)
+                return -ENOMEM;
+
+        pthread_mutex_lock(&store_lock);
+        r = current_for(serial, CUSTODY_OP_HANDOVER, &current, ret_error);
+        if (r < 0) {
+                pthread_mutex_unlock(&store_lock);
+                return r;
+        }
+        if (streq(current.holder, to)) {
+                custody_record_done(&current);
+                pthread_mutex_unlock(&store_lock);
+                return set_error(ret_error, -EBUSY, "token %s is already held by %s", serial, to);
+        }
+        r = store_handover(store, serial, to, minutes, pin, custody_now(), who);
+        if (r < 0) {
+                custody_record_done(&current);
+                pthread_mutex_unlock(&store_lock);
+                return store_error(ret_error, r);
+        }
+        log_notice("Token %s handed over from %s to %s (minutes %s) by %s%s.", serial, current.holder, to, minutes,
+                   who, pin ? "; the new holder must change the PIN" : "");
+        custody_record_done(&current);
+        (void) commit_change_unlock(serial);
+        return 0;
+}
+
+int custody_change_state(const char *serial, CustodyOp op, const char *reason, uid_t by, char **ret_error)
+{
+        _cleanup_(freep) char *who = custody_user_name(by);
+        CustodyState state = policy_custody_op_state(op);
+        CustodyRecord current;
+        int r;
+
+        if (reason && (strlen(reason) > 256 || strpbrk(reason, "\n\r")))
+                return set_error(ret_error, -EINVAL, "reason: at most 256 characters on one line");
+        if (!who)
+                return -ENOMEM;
+
+        pthread_mutex_lock(&store_lock);
+        r = current_for(serial, op, &current, ret_error);
+        if (r < 0) {
+                pthread_mutex_unlock(&store_lock);
+                return r;
+        }
+        r = store_custody_set_state(store, serial, state, reason && reason[0] ? reason : NULL, custody_now(), who);
+        if (r < 0) {
+                custody_record_done(&current);
+                pthread_mutex_unlock(&store_lock);
+                return store_error(ret_error, r);
+        }
+        log_notice("Token %s (held by %s) is now %s, recorded by %s%s%s.", serial, current.holder,
+                   custody_state_to_string(state), who, reason && reason[0] ? ": " : "", reason ?: "");
+        custody_record_done(&current);
+        (void) commit_change_unlock(serial);
+        return 0;
+}
+
+int custody_export(char **ret_json)
+{
+        CustodyRecord *recs = NULL;
+        size_t n = 0;
+        int r;
+
+        pthread_mutex_lock(&store_lock);
+        r = store_custody_all(store, &recs, &n);
+        pthread_mutex_unlock(&store_lock);
+        if (r < 0)
+                return r;
+        r = custody_json_export(recs, n, custody_now(), ret_json);
+        custody_records_free(recs, n);
+        return r;
+}
+
+int custody_import(const char *json, uid_t by, unsigned *ret_added, char **ret_error)
+{
+        _cleanup_(freep) char *who = custody_user_name(by);
+        CustodyRecord *recs = NULL;
+        size_t n = 0;
+        int r;
+
+        if (!who)
+                return -ENOMEM;
+        r = custody_json_parse(json, strlen(json), &recs, &n, ret_error);
+        if (r < 0)
+                return r;
+
+        pthread_mutex_lock(&store_lock);
+        r = store_custody_import(store, recs, n, custody_now(), who);
+        if (r < 0) {
+                pthread_mutex_unlock(&store_lock);
+                custody_records_free(recs, n);
+                return store_error(ret_error, r);
+        }
+        log_notice("Imported %d custody record(s) of %zu in the document, by %s.", r, n, who);
+        *ret_added = (unsigned) r;
+        pthread_mutex_unlock(&store_lock);
+
+        /* Each token the document named: its record may have changed. */
+        for (size_t i = 0; i < n; i++) {
+                pthread_mutex_lock(&store_lock);
+                (void) commit_change_unlock(recs[i].serial);
+        }
+        custody_records_free(recs, n);
+        return 0;
+}
+
+/* ---- reading ---- */
+
+static int compare_strings(const void *a, const void *b)
+{
+        return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+int custody_serials(char ***ret, size_t *ret_n)
+{
+        char **l;
+        size_t n;
+
+        pthread_rwlock_rdlock(&registry_lock);
+        n = n_known;
+        l = calloc(n + 1, sizeof(char *));
+        for (size_t i = 0; l && i < n; i++) {
+                l[i] = strdup(known[i].token.serial);
+                if (!l[i]) {
+                        for (size_t j = 0; j < i; j++)
+                                free(l[j]);
+                        free(l);
+                        l = NULL;
+                }
+        }
+        pthread_rwlock_unlock(&registry_lock);
+        if (!l)
+                return -ENOMEM;
+        qsort(l, n, sizeof(char *), compare_strings);
+        *ret = l;
+        *ret_n = n;
+        return 0;
+}
+
+void token_view_done(TokenView *v)
+{
+        store_token_done(&v->token);
+        if (v->has_record)
+                custody_record_done(&v->record);
+        handovers_free(v->handovers, v->n_handovers);
+        *v = (TokenView) {};
+}
+
+int custody_view(const char *serial, bool with_handovers, TokenView *ret)
+{
+        TokenView v = {};
+        Known *k;
+        int r = 0;
+
+        pthread_rwlock_rdlock(&registry_lock);
+        k = find_serial_locked(serial);
+        if (!k)
+                r = -ENOENT;
+        else {
+                v.token = (StoreToken) {
+                        .serial = strdup(k->token.serial),
+                        .manufacturer = strdup(k->token.manufacturer),
+                        .model = strdup(k->token.model),
+                        .label = strdup(k->token.label),
+                        .first_seen = k->token.first_seen,
+                        .last_seen = k->token.last_seen,
+                };
+                v.present = k->present;
+                v.slot = k->present ? k->slot : 0;
+                if (!v.token.serial || !v.token.manufacturer || !v.token.model || !v.token.label)
+                        r = -ENOMEM;
+                if (r >= 0 && k->has_record) {
+                        r = custody_record_copy(&k->record, &v.record);
+                        v.has_record = r >= 0;
+                }
+        }
+        pthread_rwlock_unlock(&registry_lock);
+
+        if (r >= 0 && with_handovers && v.has_record) {
+                pthread_mutex_lock(&store_lock);
+                r = store_handovers(store, serial, &v.handovers, &v.n_handovers);
+                pthread_mutex_unlock(&store_lock);
+        }
+        if (r < 0) {
+                token_view_done(&v);
+                return r;
+        }
+        *ret = v;
+        return 0;
+}

@@ -1,0 +1,163 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * The store: kysod's state in one SQLite database (default
+ * /var/lib/kyso/kyso.db). It holds the tokens the daemon has seen, the
+ * custody records (who holds which token, by which written decision, in
+ * which state) and the handovers between holders; later the PIN-change
+ * dates and the audit chain. This is the only file that runs SQL.
+ *
+ * The database is in WAL mode with synchronous=FULL: a function that
+ * returned 0 has committed, and neither SIGKILL of kysod nor a crash of the
+ * machine loses it or leaves the file unusable. The schema carries a
+ * version (PRAGMA user_version) and a list of migrations run in order, each
+ * in its own transaction. A database of a newer schema than this build knows
+ * is refused, never modified.
+ *
+ * A Store is used by one thread at a time: kysod serialises calls with its
+ * own lock (the store's callers are the broker's custody checks, which read
+ * the registry from memory, and the bus, which writes rarely).
+ *
+ * Functions return 0 (or a count) on success and -errno on failure:
+ * -ENOENT for a missing token or record, -EEXIST for a conflict, -EINVAL for
+ * bad arguments, -EIO (logged with SQLite's message) when the database
+ * fails, -EROFS when it cannot be written. ret_ parameters are left
+ * untouched on failure. Times are Unix seconds (int64_t).
+ */
+#pragma once
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct Store Store;
+
+typedef enum CustodyKind {
+        CUSTODY_KIND_ORGANIZATION, /* an organisation's token, held by its records clerk */
+        CUSTODY_KIND_PERSONAL,     /* a person's own token, only for that person */
+        CUSTODY_KIND_DEVICE,       /* a token bound to a machine or service */
+        _CUSTODY_KIND_MAX,
+        _CUSTODY_KIND_INVALID = -EINVAL,
+} CustodyKind;
+
+typedef enum CustodyState {
+        CUSTODY_STATE_ACTIVE,
+        CUSTODY_STATE_LOST,
+        CUSTODY_STATE_REVOKED,
+        CUSTODY_STATE_RETURNED,
+        CUSTODY_STATE_LOCKED,
+        _CUSTODY_STATE_MAX,
+        _CUSTODY_STATE_INVALID = -EINVAL,
+} CustodyState;
+
+/* "organization", "personal", "device"; NULL for an invalid value. */
+const char *custody_kind_to_string(CustodyKind k);
+CustodyKind custody_kind_from_string(const char *s);
+/* "active", "lost", "revoked", "returned", "locked". */
+const char *custody_state_to_string(CustodyState s);
+CustodyState custody_state_from_string(const char *s);
+
+/* A token the daemon has seen in a slot. Strings are blank-trimmed, never NULL. */
+typedef struct StoreToken {
+        char *serial;
+        char *manufacturer;
+        char *model;
+        char *label;
+        int64_t first_seen;
+        int64_t last_seen;
+} StoreToken;
+
+/*
+ * A custody record. A token's current record is the newest one for its
+ * serial; older ones are its history. The holder is a local user name
+ * ("nguyenvana") or a group name after '@' ("@vanthu").
+ * Optional strings are NULL when unset.
+ */
+typedef struct CustodyRecord {
+        int64_t id;
+        char *serial;
+        CustodyKind kind;
+        char *holder;
+        char *organization;    /* optional */
+        char *decision_ref;    /* "12/QĐ-UBND" */
+        char *decision_date;   /* "YYYY-MM-DD" */
+        char *decision_signer; /* optional */
+        int64_t valid_from;
+        int64_t valid_until; /* 0: no end */
+        CustodyState state;
+        char *state_reason;  /* optional: why the state last changed */
+        bool pin_change_required;
+        int64_t created_at;
+        char *created_by; /* who recorded it: a user name, or "uid N" */
+        int64_t updated_at;
+        char *updated_by;
+} CustodyRecord;
+
+/* A recorded transfer of a token from one holder to another. */
+typedef struct Handover {
+        int64_t id;
+        char *serial;
+        char *from_holder;
+        char *to_holder;
+        char *minutes_ref; /* the handover minutes ("biên bản bàn giao") */
+        int64_t at;
+        char *recorded_by;
+} Handover;
+
+/* Opens (creating if needed) and migrates the database at path. */
+int store_open(const char *path, Store **ret);
+/* Accepts NULL; returns NULL. */
+Store *store_close(Store *s);
+/* The schema version this build writes. */
+int store_schema_version(void);
+
+/* Inserts or updates a token seen now: first_seen is kept, the rest replaced. */
+int store_token_seen(Store *s, const char *serial, const char *manufacturer, const char *model, const char *label,
+                     int64_t now);
+int store_token_get(Store *s, const char *serial, StoreToken *ret);
+/* Every token seen, ordered by serial. */
+int store_tokens(Store *s, StoreToken **ret, size_t *ret_n);
+
+/* The current record of a token: -ENOENT when it never had one. */
+int store_custody_current(Store *s, const char *serial, CustodyRecord *ret);
+/* The current record of every token that has one, ordered by serial. */
+int store_custody_all(Store *s, CustodyRecord **ret, size_t *ret_n);
+/* Every record of a token, oldest first. */
+int store_custody_history(Store *s, const char *serial, CustodyRecord **ret, size_t *ret_n);
+/*
+ * Adds rec as the token's new current record (rec->id, created_at/by and
+ * updated_at/by are taken from the arguments, not from rec). Whether a new
+ * record may replace the current one is the caller's decision.
+ */
+int store_custody_add(Store *s, const CustodyRecord *rec, int64_t now, const char *by, int64_t *ret_id);
+/* Changes the state of the token's current record. -ENOENT without one. */
+int store_custody_set_state(Store *s, const char *serial, CustodyState state, const char *reason, int64_t now,
+                            const char *by);
+/* Sets or clears pin_change_required on the current record (the PIN work clears it after a change). */
+int store_custody_set_pin_change_required(Store *s, const char *serial, bool required, int64_t now, const char *by);
+/*
+ * In one transaction: records a handover from the current holder to
+ * to_holder and makes to_holder the holder of the current record, with
+ * pin_change_required as given. -ENOENT without a current record.
+ */
+int store_handover(Store *s, const char *serial, const char *to_holder, const char *minutes_ref,
+                   bool pin_change_required, int64_t now, const char *by);
+/* The handovers of a token, oldest first. */
+int store_handovers(Store *s, const char *serial, Handover **ret, size_t *ret_n);
+/*
+ * Adds n records in one transaction: all or none. A record equal in every
+ * field the caller sets (kind, holder, organization, decision, validity,
+ * state, pin_change_required) to the token's current record is skipped.
+ * Returns how many were added.
+ */
+int store_custody_import(Store *s, const CustodyRecord *recs, size_t n, int64_t now, const char *by);
+
+void store_token_done(StoreToken *t);
+void custody_record_done(CustodyRecord *r);
+void handover_done(Handover *h);
+/* Free an array returned above (each element's _done, then the array). Accept NULL. */
+void store_tokens_free(StoreToken *a, size_t n);
+void custody_records_free(CustodyRecord *a, size_t n);
+void handovers_free(Handover *a, size_t n);
+/* A deep copy; -ENOMEM. */
+int custody_record_copy(const CustodyRecord *src, CustodyRecord *ret);
