@@ -688,6 +688,102 @@ CK_RV backend_get_bool_attribute(Slot *s, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE 
         return rv;
 }
 
+CK_RV backend_key_names(Slot *s, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, char *id_hex, size_t id_size, char *label,
+                        size_t label_size)
+{
+        uint8_t id[64], text[128];
+        CK_ATTRIBUTE a[] = {
+                { .type = CKA_ID, .pValue = id, .ulValueLen = sizeof(id) },
+                { .type = CKA_LABEL, .pValue = text, .ulValueLen = sizeof(text) },
+        };
+        CK_RV rv;
+        size_t n;
+
+        id_hex[0] = '\0';
+        label[0] = '\0';
+        rv = s->backend->f->C_GetAttributeValue(h, o, a, ELEMENTSOF(a));
+        /* One too long, absent or sensitive still leaves the other (CK_UNAVAILABLE_INFORMATION marks it). */
+        if (rv != CKR_OK && rv != CKR_BUFFER_TOO_SMALL && rv != CKR_ATTRIBUTE_TYPE_INVALID &&
+            rv != CKR_ATTRIBUTE_SENSITIVE)
+                return rv;
+        if (a[0].ulValueLen != CK_UNAVAILABLE_INFORMATION && a[0].ulValueLen <= sizeof(id))
+                for (size_t i = 0; i < a[0].ulValueLen && 2 * i + 2 < id_size; i++)
+                        snprintf(id_hex + 2 * i, 3, "%02x", id[i]);
+        if (a[1].ulValueLen != CK_UNAVAILABLE_INFORMATION && a[1].ulValueLen <= sizeof(text)) {
+                n = a[1].ulValueLen < label_size ? a[1].ulValueLen : label_size - 1;
+                memcpy(label, text, n);
+                label[n] = '\0';
+                /* A label is UTF-8 text for the log: cut control characters. */
+                for (size_t i = 0; i < n; i++)
+                        if ((unsigned char) label[i] < 0x20)
+                                label[i] = '?';
+        }
+        return CKR_OK;
+}
+
+#define CERTIFICATES_MAX 64U
+#define CERTIFICATE_SIZE_MAX (64U * 1024U)
+
+void backend_certificates_free(BackendCertificate *c, size_t n)
+{
+        for (size_t i = 0; c && i < n; i++)
+                free(c[i].der);
+        free(c);
+}
+
+CK_RV backend_certificates(Slot *s, BackendCertificate **ret, size_t *ret_n)
+{
+        CK_OBJECT_CLASS cls = CKO_CERTIFICATE;
+        CK_ATTRIBUTE tmpl = { .type = CKA_CLASS, .pValue = &cls, .ulValueLen = sizeof(cls) };
+        _cleanup_(freep) CK_OBJECT_HANDLE *found = NULL;
+        BackendCertificate *certs;
+        CK_SESSION_HANDLE h;
+        size_t n = 0, kept = 0;
+        CK_RV rv;
+
+        rv = backend_open_session(s, CKF_SERIAL_SESSION, &h);
+        if (rv != CKR_OK)
+                return rv;
+        rv = backend_find_all(s, h, &tmpl, 1, &found, &n);
+        if (rv != CKR_OK) {
+                (void) backend_close_session(s, h);
+                return rv;
+        }
+        if (n > CERTIFICATES_MAX)
+                n = CERTIFICATES_MAX;
+        certs = calloc(n ? n : 1, sizeof(BackendCertificate));
+        if (!certs) {
+                (void) backend_close_session(s, h);
+                return CKR_HOST_MEMORY;
+        }
+        for (size_t i = 0; i < n; i++) {
+                CK_ATTRIBUTE a = { .type = CKA_VALUE };
+                BackendCertificate *c = &certs[kept];
+
+                /* A certificate whose value cannot be read, or is too big, is left out, not an error. */
+                if (s->backend->f->C_GetAttributeValue(h, found[i], &a, 1) != CKR_OK || a.ulValueLen == 0 ||
+                    a.ulValueLen > CERTIFICATE_SIZE_MAX)
+                        continue;
+                c->der = malloc(a.ulValueLen);
+                if (!c->der)
+                        continue;
+                a.pValue = c->der;
+                if (s->backend->f->C_GetAttributeValue(h, found[i], &a, 1) != CKR_OK ||
+                    a.ulValueLen > CERTIFICATE_SIZE_MAX) {
+                        free(c->der);
+                        c->der = NULL;
+                        continue;
+                }
+                c->der_len = a.ulValueLen;
+                (void) backend_key_names(s, h, found[i], c->id_hex, sizeof(c->id_hex), c->label, sizeof(c->label));
+                kept++;
+        }
+        (void) backend_close_session(s, h);
+        *ret = certs;
+        *ret_n = kept;
+        return CKR_OK;
+}
+
 CK_RV backend_object_visibility(Slot *s, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, bool *ret_token, bool *ret_private)
 {
         CK_BBOOL token = CK_TRUE, priv = CK_FALSE;

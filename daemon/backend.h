@@ -98,6 +98,27 @@ CK_RV backend_get_bool_attribute(Slot *s, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE 
                                  CK_BBOOL *ret);
 /* CKA_TOKEN and CKA_PRIVATE of an object: what decides which clients may see it. */
 CK_RV backend_object_visibility(Slot *s, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, bool *ret_token, bool *ret_private);
+/*
+ * A key's CKA_ID (as lower-case hex) and CKA_LABEL, for the audit log: each "" when absent, cut to fit.
+ * Needs no login for public attributes; a private key's are public too.
+ */
+CK_RV backend_key_names(Slot *s, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, char *id_hex, size_t id_size, char *label,
+                        size_t label_size);
+/* A certificate object's value and names, as backend_certificates() reads them. */
+typedef struct BackendCertificate {
+        uint8_t *der;
+        size_t der_len;
+        char id_hex[129];
+        char label[129];
+} BackendCertificate;
+
+/*
+ * Reads the public certificate objects of the slot's token (at most 64, each at most 64 KiB) in a session
+ * of its own. *ret is malloc()ed; free with backend_certificates_free().
+ */
+CK_RV backend_certificates(Slot *s, BackendCertificate **ret, size_t *ret_n);
+void backend_certificates_free(BackendCertificate *c, size_t n);
+
 CK_RV backend_destroy_object(Slot *s, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o);
 /* Runs a whole search; *ret_handles is malloc()ed. */
 CK_RV backend_find_all(Slot *s, CK_SESSION_HANDLE h, CK_ATTRIBUTE *tmpl, CK_ULONG count,

@@ -10,9 +10,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "audit.h"
 #include "backend.h"
 #include "broker.h"
+#include "certs.h"
 #include "config.h"
 #include "custody.h"
 #include "handlemap.h"
@@ -36,6 +39,9 @@ typedef struct Session {
          * custody_gen and the clock is before custody_until (atomics: calls on one session may overlap). */
         uint64_t custody_gen;
         int64_t custody_until;
+        /* The key and mechanism of the operations in progress, for the audit record at their end. */
+        CK_OBJECT_HANDLE sign_key, decrypt_key;
+        CK_MECHANISM_TYPE sign_mech, decrypt_mech;
 } Session;
 
 /*
@@ -62,6 +68,7 @@ typedef struct ObjectRef {
 struct BrokerClient {
         Client *conn;
         uid_t uid; /* taken at connect: the sessions it holds count against this uid */
+        char exe[256]; /* its executable at connect, for the audit log ("" if unknown) */
         pthread_mutex_t lock;
         bool hello_done;
         bool disconnected;
@@ -146,6 +153,14 @@ int broker_client_new(Client *conn, BrokerClient **ret)
         bc->conn = conn;
         bc->uid = client_uid(conn);
         bc->next_handle = 1;
+        {
+                char path[64];
+                ssize_t n;
+
+                snprintf(path, sizeof(path), "/proc/%d/exe", (int) client_pid(conn));
+                n = readlink(path, bc->exe, sizeof(bc->exe) - 1);
+                bc->exe[n > 0 ? n : 0] = '\0';
+        }
         bc->sessions = handle_map_new();
         bc->objects = handle_map_new();
         bc->objects_rev = handle_map_new();
@@ -417,6 +432,20 @@ static int object_admit(BrokerClient *bc, Session *s, CK_OBJECT_HANDLE real, CK_
 /* Logs a refusal with who asked and what for. The audit store will take these records too. */
 static void broker_refuse(BrokerClient *bc, const Slot *slot, const char *what, const char *why)
 {
+        char serial[33] = "", detail[256];
+
+        if (slot)
+                custody_slot_serial(slot->id, serial);
+        snprintf(detail, sizeof(detail), "%s: %s", what, why);
+        (void) audit_log(&(AuditEntry) {
+                .event = "refused",
+                .uid = bc->uid,
+                .pid = client_pid(bc->conn),
+                .exe = bc->exe,
+                .serial = serial,
+                .result = "refused",
+                .detail = detail,
+        });
         log_notice("Refused %s on slot %lu to pid %d (uid %u): %s.", what, slot ? slot->id : 0UL,
                    (int) client_pid(bc->conn), (unsigned) client_uid(bc->conn), why);
 }
@@ -755,7 +784,7 @@ static CK_RV custody_allows(BrokerClient *bc, Slot *slot, const char *operation,
         CustodyVerdict v = custody_check(bc->uid, slot->id);
 
         if (v.decision.rv != CKR_OK)
-                custody_report_denied(&v, bc->uid, client_pid(bc->conn), slot->id, operation);
+                custody_report_denied(&v, bc->uid, client_pid(bc->conn), bc->exe, slot->id, operation);
         if (ret)
                 *ret = v;
         return v.decision.rv;
@@ -786,6 +815,43 @@ static CK_RV session_custody(BrokerClient *bc, Session *s, WireCall call)
         return rv;
 }
 
+/* Reads the certificates on the slot's token (public objects: no login) and tells custody. */
+static void custody_note_certificates(Slot *slot)
+{
+        BackendCertificate *raw = NULL;
+        StoreCertificate *certs;
+        size_t n = 0, kept = 0;
+        char serial[33];
+        CK_RV rv;
+
+        custody_slot_serial(slot->id, serial);
+        if (!serial[0])
+                return;
+        slot_call_begin(slot);
+        rv = backend_certificates(slot, &raw, &n);
+        slot_call_end(slot);
+        if (rv != CKR_OK) {
+                log_debug("Slot %lu: cannot read the token's certificates (%s).", slot->id, ckr_to_string(rv));
+                return;
+        }
+        certs = calloc(n ? n : 1, sizeof(StoreCertificate));
+        for (size_t i = 0; certs && i < n; i++) {
+                StoreCertificate *c = &certs[kept];
+
+                if (cert_describe(raw[i].der, raw[i].der_len, c) < 0)
+                        continue; /* not X.509 (or no memory): not described */
+                c->serial = strdup(serial);
+                c->key_id = strdup(raw[i].id_hex);
+                c->label = strdup(raw[i].label);
+                kept++;
+        }
+        backend_certificates_free(raw, n);
+        if (!certs)
+                return;
+        custody_certificates(slot->id, certs, kept);
+        store_certificates_free(certs, kept);
+}
+
 /* Tells custody what is in the slot now. */
 static void custody_note_slot(Slot *slot)
 {
@@ -797,10 +863,12 @@ static void custody_note_slot(Slot *slot)
                 rv = backend_get_token_info(slot, &ti);
                 slot_call_end(slot);
         }
-        if (rv == CKR_OK)
-                custody_token_present(slot->id, &ti);
-        else
+        if (rv != CKR_OK) {
                 custody_token_absent(slot->id);
+                return;
+        }
+        custody_token_present(slot->id, &ti);
+        custody_note_certificates(slot);
 }
 
 /* ---- sessions ---- */
@@ -1401,6 +1469,136 @@ static CK_RV after_key_call(BrokerClient *bc, Session *session, WireCall call, c
  * and object handles become the backend's, the call runs, and new objects
  * get handles for this client.
  */
+/* ---- PINs and the audit log ---- */
+
+/*
+ * The audit record of something the client did on the slot's token: its key (a backend handle, or
+ * CK_INVALID_HANDLE) and mechanism (CK_UNAVAILABLE_INFORMATION for none) are named in it. Returns what
+ * audit_log() returns: a failure means the result must not reach the client.
+ */
+static int audit_operation(BrokerClient *bc, Slot *slot, const char *event, CK_SESSION_HANDLE real_session,
+                           CK_OBJECT_HANDLE key, CK_MECHANISM_TYPE mech, CK_RV rv, const char *detail)
+{
+        char serial[33], id[129] = "", label[129] = "", mbuf[24];
+
+        custody_slot_serial(slot->id, serial);
+        if (key != CK_INVALID_HANDLE) {
+                slot_call_begin(slot);
+                (void) backend_key_names(slot, real_session, key, id, sizeof(id), label, sizeof(label));
+                slot_call_end(slot);
+        }
+        return audit_log(&(AuditEntry) {
+                .event = event,
+                .uid = bc->uid,
+                .pid = client_pid(bc->conn),
+                .exe = bc->exe,
+                .serial = serial,
+                .key_id = id,
+                .key_label = label,
+                .mechanism = mech != CK_UNAVAILABLE_INFORMATION ? audit_mechanism_name(mech, mbuf, sizeof(mbuf)) : "",
+                .result = ckr_to_string(rv),
+                .detail = detail,
+        });
+}
+
+/* Enforces the PIN's age and a handover's demand before a user login (see policy_pin_age()). */
+static CK_RV pin_age_allows(BrokerClient *bc, Slot *slot, WireCall call)
+{
+        char serial[33];
+        PinVerdict v = custody_pin_check(slot->id, serial);
+
+        if (v.login_rv != CKR_OK) {
+                broker_refuse(bc, slot, wire_call_info(call)->name, v.reason);
+                return v.login_rv;
+        }
+        if (v.state == PIN_STATE_EXPIRED)
+                log_notice("Token %s: %s; the login of pid %d (uid %u) goes on ([pin] mode = warn).", serial, v.reason,
+                           (int) client_pid(bc->conn), (unsigned) bc->uid);
+        return CKR_OK;
+}
+
+/* C_SetPIN's and C_InitPIN's new PIN, against the quality rules of the token's kind. */
+static CK_RV pin_quality_allows(BrokerClient *bc, Slot *slot, WireCall call, const WireArg *new_pin,
+                                const WireArg *old_pin)
+{
+        PinPolicy p = custody_pin_policy(slot->id);
+        PolicyDecision d = policy_pin_quality(new_pin->ptr, new_pin->len, old_pin ? old_pin->ptr : NULL,
+                                              old_pin ? old_pin->len : 0, (unsigned) p.min_length);
+
+        if (d.rv != CKR_OK)
+                broker_refuse(bc, slot, wire_call_info(call)->name, d.reason);
+        return d.rv;
+}
+
+/* Whether a signing or decrypting call ended its operation (not a length query, not a too small buffer). */
+static bool operation_ended(CK_RV rv, const WireArg *out)
+{
+        if (rv == CKR_BUFFER_TOO_SMALL)
+                return false;
+        return rv != CKR_OK || out->ptr != NULL;
+}
+
+/*
+ * The audit record at the end of a signature, decryption or unwrap. Without it the result does not go out:
+ * the output is wiped and the call fails, as the regulation wants no signature that is not accounted for.
+ */
+static CK_RV audit_result(BrokerClient *bc, Session *session, WireCall call, WireArg *args, CK_RV rv)
+{
+        const char *event = NULL;
+        CK_OBJECT_HANDLE key = CK_INVALID_HANDLE;
+        CK_MECHANISM_TYPE mech = CK_UNAVAILABLE_INFORMATION;
+        WireArg *out = NULL;
+
+        switch (call) {
+        case KYSO_CALL_C_Sign:
+        case KYSO_CALL_C_SignRecover:
+                out = &args[2];
+                event = "sign";
+                break;
+        case KYSO_CALL_C_SignFinal:
+                out = &args[1];
+                event = "sign";
+                break;
+        case KYSO_CALL_C_Decrypt:
+                out = &args[2];
+                event = "decrypt";
+                break;
+        case KYSO_CALL_C_DecryptFinal:
+                out = &args[1];
+                event = "decrypt";
+                break;
+        case KYSO_CALL_C_UnwrapKey:
+                event = "unwrap";
+                key = args[2].value;
+                mech = args[1].ptr ? ((CK_MECHANISM *) args[1].ptr)->mechanism : CK_UNAVAILABLE_INFORMATION;
+                break;
+        default:
+                return rv;
+        }
+        if (out && !operation_ended(rv, out))
+                return rv;
+        if (streq(event, "sign")) {
+                key = session->sign_key;
+                mech = session->sign_mech;
+        } else if (streq(event, "decrypt")) {
+                key = session->decrypt_key;
+                mech = session->decrypt_mech;
+        }
+        if (audit_operation(bc, session->slot, event, session->real, key, mech, rv, NULL) >= 0 || rv != CKR_OK)
+                return rv;
+
+        if (out && out->ptr)
+                secure_zero(out->ptr, out->len);
+        if (call == KYSO_CALL_C_UnwrapKey) {
+                slot_call_begin(session->slot);
+                (void) backend_destroy_object(session->slot, session->real, args[5].value);
+                slot_call_end(session->slot);
+        }
+        log_error("Refused the result of %s to pid %d (uid %u): the audit log cannot be written.",
+                  wire_call_info(call)->name, (int) client_pid(bc->conn), (unsigned) bc->uid);
+        return CKR_FUNCTION_FAILED;
+}
+
 static CK_RV handle_generic(BrokerClient *bc, WireCall call, WireArg *args)
 {
         const char *sig = wire_call_info(call)->signature;
@@ -1458,6 +1656,9 @@ static CK_RV handle_generic(BrokerClient *bc, WireCall call, WireArg *args)
         case KYSO_CALL_C_InitPIN:
                 rv = check_token_operation(bc, slot, TOKEN_OP_INIT_PIN, "C_InitPIN");
                 break;
+        case KYSO_CALL_C_SetPIN:
+                rv = pin_quality_allows(bc, slot, call, &args[2], &args[1]);
+                break;
         case KYSO_CALL_C_GenerateKey:
         case KYSO_CALL_C_GenerateKeyPair:
                 rv = check_token_operation(bc, slot, TOKEN_OP_KEY_GENERATION, wire_call_info(call)->name);
@@ -1479,6 +1680,11 @@ static CK_RV handle_generic(BrokerClient *bc, WireCall call, WireArg *args)
                         session_put(bc, session);
                         return CKR_USER_NOT_LOGGED_IN;
                 }
+                rv = pin_quality_allows(bc, slot, call, &args[1], NULL);
+                if (rv != CKR_OK) {
+                        session_put(bc, session);
+                        return rv;
+                }
         }
 
         rv = before_key_call(bc, session, call, args, &kc);
@@ -1493,8 +1699,22 @@ static CK_RV handle_generic(BrokerClient *bc, WireCall call, WireArg *args)
         slot_call_end(slot);
 
         rv = after_key_call(bc, session, call, sig, args, &kc, rv);
+        if (session)
+                rv = audit_result(bc, session, call, args, rv);
         if (rv == CKR_OK && strchr(sig, 'n'))
                 rv = register_created(bc, session, call, sig, args);
+
+        /* PIN changes are recorded whatever their result; a changed user PIN starts its age anew. */
+        if (call == KYSO_CALL_C_SetPIN || call == KYSO_CALL_C_InitPIN) {
+                CK_USER_TYPE user = CKU_USER;
+                bool so = call == KYSO_CALL_C_SetPIN && client_logged_in(bc, slot, &user) && user == CKU_SO;
+
+                (void) audit_operation(bc, slot, call == KYSO_CALL_C_SetPIN ? "pin-change" : "pin-init", session->real,
+                                       CK_INVALID_HANDLE, CK_UNAVAILABLE_INFORMATION, rv,
+                                       so ? "the security officer's PIN" : "the user PIN");
+                if (rv == CKR_OK && !so)
+                        custody_pin_changed(slot->id, bc->uid, wire_call_info(call)->name);
+        }
 
         if (rv == CKR_OK)
                 switch (call) {
@@ -1504,9 +1724,22 @@ static CK_RV handle_generic(BrokerClient *bc, WireCall call, WireArg *args)
                 case KYSO_CALL_C_GetTokenInfo: {
                         CK_TOKEN_INFO *ti = args[1].ptr;
 
+                        custody_pin_flags(slot->id, ti->flags);
                         ti->flags = policy_pin_flags(ti->flags, pin_failures_get(slot));
+                        if (custody_pin_check(slot->id, NULL).to_be_changed)
+                                ti->flags |= CKF_USER_PIN_TO_BE_CHANGED;
                         break;
                 }
+                case KYSO_CALL_C_SignInit:
+                        __atomic_store_n(&session->sign_key, args[2].value, __ATOMIC_RELAXED);
+                        __atomic_store_n(&session->sign_mech, ((CK_MECHANISM *) args[1].ptr)->mechanism,
+                                         __ATOMIC_RELAXED);
+                        break;
+                case KYSO_CALL_C_DecryptInit:
+                        __atomic_store_n(&session->decrypt_key, args[2].value, __ATOMIC_RELAXED);
+                        __atomic_store_n(&session->decrypt_mech, ((CK_MECHANISM *) args[1].ptr)->mechanism,
+                                         __ATOMIC_RELAXED);
+                        break;
                 case KYSO_CALL_C_SetPIN:
                         after_set_pin(bc, slot, args);
                         break;
@@ -1808,11 +2041,19 @@ static CK_RV handle_session_call(BrokerClient *bc, WireCall call, WireArg *args)
         case KYSO_CALL_C_LoginUser:
                 args[0].value = s->real;
                 rv = session_custody(bc, s, call);
+                if (rv == CKR_OK && args[1].value == CKU_USER)
+                        rv = pin_age_allows(bc, s->slot, call);
                 if (rv == CKR_OK)
                         rv = login(bc, s, call, args);
+                (void) audit_operation(bc, s->slot, "login", s->real, CK_INVALID_HANDLE, CK_UNAVAILABLE_INFORMATION, rv,
+                                       args[1].value == CKU_SO                  ? "security officer"
+                                       : args[1].value == CKU_CONTEXT_SPECIFIC ? "context specific"
+                                                                                : "user");
                 break;
         case KYSO_CALL_C_Logout:
                 rv = logout(bc, s->slot, s->real);
+                (void) audit_operation(bc, s->slot, "logout", s->real, CK_INVALID_HANDLE, CK_UNAVAILABLE_INFORMATION, rv,
+                                       NULL);
                 break;
         default:
                 rv = CKR_FUNCTION_NOT_SUPPORTED;

@@ -8,12 +8,15 @@
 #include <systemd/sd-bus.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "backend.h"
 #include "bus.h"
+#include "clock.h"
 #include "config.h"
 #include "custody.h"
 #include "log.h"
 #include "macro.h"
+#include "report.h"
 
 #define BUS_NAME "org.kyso1"
 #define MANAGER_PATH "/org/kyso1"
@@ -25,6 +28,9 @@
 #define ERROR_STORE_FAILED "org.kyso1.Error.StoreFailed"
 
 #define RECONNECT_USEC (2U * 1000000U)
+/* How often every token's PIN age is looked at (PinExpiring, PinExpired); the test clock jumps, so faster. */
+#define PIN_SWEEP_USEC (60U * 1000000U)
+#define PIN_SWEEP_TEST_USEC (200U * 1000U)
 /* Events wait here while the loop is busy; beyond this many they are dropped (properties keep the state). */
 #define QUEUE_MAX 4096U
 
@@ -34,6 +40,9 @@ typedef enum BusEventType {
         BUS_EVENT_CHANGED,
         BUS_EVENT_ADDED, /* the token became known: InterfacesAdded, then as CHANGED */
         BUS_EVENT_DENIED,
+        BUS_EVENT_PIN_EXPIRING,
+        BUS_EVENT_PIN_EXPIRED,
+        BUS_EVENT_PIN_LOCKED,
 } BusEventType;
 
 typedef struct BusEvent {
@@ -44,13 +53,14 @@ typedef struct BusEvent {
         char *reason;
         uid_t uid;
         pid_t pid;
+        int64_t due_at;
         struct BusEvent *next;
 } BusEvent;
 
 static BusMode bus_mode = BUS_NONE;
 static sd_event *bus_event;
 static sd_bus *bus;
-static sd_event_source *reconnect_source, *queue_source;
+static sd_event_source *reconnect_source, *queue_source, *sweep_source;
 static bool warned_unreachable;
 
 static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -71,7 +81,7 @@ static void bus_event_free(BusEvent *e)
 }
 
 static void enqueue(BusEventType type, const char *serial, const char *label, uid_t uid, pid_t pid,
-                    const char *operation, const char *reason)
+                    const char *operation, const char *reason, int64_t due_at)
 {
         BusEvent *e;
         uint64_t one = 1;
@@ -94,6 +104,7 @@ static void enqueue(BusEventType type, const char *serial, const char *label, ui
                 .reason = strdup(reason ?: ""),
                 .uid = uid,
                 .pid = pid,
+                .due_at = due_at,
         };
         if (!e->serial || !e->label || !e->operation || !e->reason) {
                 bus_event_free(e);
@@ -118,27 +129,38 @@ static void enqueue(BusEventType type, const char *serial, const char *label, ui
 
 void bus_token_inserted(const char *serial, const char *label)
 {
-        enqueue(BUS_EVENT_INSERTED, serial, label, 0, 0, NULL, NULL);
+        enqueue(BUS_EVENT_INSERTED, serial, label, 0, 0, NULL, NULL, 0);
 }
 
 void bus_token_removed(const char *serial)
 {
-        enqueue(BUS_EVENT_REMOVED, serial, NULL, 0, 0, NULL, NULL);
+        enqueue(BUS_EVENT_REMOVED, serial, NULL, 0, 0, NULL, NULL, 0);
 }
 
 void bus_token_changed(const char *serial)
 {
-        enqueue(BUS_EVENT_CHANGED, serial, NULL, 0, 0, NULL, NULL);
+        enqueue(BUS_EVENT_CHANGED, serial, NULL, 0, 0, NULL, NULL, 0);
 }
 
 void bus_token_added(const char *serial)
 {
-        enqueue(BUS_EVENT_ADDED, serial, NULL, 0, 0, NULL, NULL);
+        enqueue(BUS_EVENT_ADDED, serial, NULL, 0, 0, NULL, NULL, 0);
 }
 
 void bus_access_denied(const char *serial, uid_t uid, pid_t pid, const char *operation, const char *reason)
 {
-        enqueue(BUS_EVENT_DENIED, serial, NULL, uid, pid, operation, reason);
+        enqueue(BUS_EVENT_DENIED, serial, NULL, uid, pid, operation, reason, 0);
+}
+
+void bus_pin_event(BusPinEvent what, const char *serial, int64_t due_at)
+{
+        static const BusEventType types[] = {
+                [BUS_PIN_EXPIRING] = BUS_EVENT_PIN_EXPIRING,
+                [BUS_PIN_EXPIRED] = BUS_EVENT_PIN_EXPIRED,
+                [BUS_PIN_LOCKED] = BUS_EVENT_PIN_LOCKED,
+        };
+
+        enqueue(types[what], serial, NULL, 0, 0, NULL, NULL, due_at);
 }
 
 /* ---- objects ---- */
@@ -206,12 +228,12 @@ static const char *str_or_empty(const char *s)
 static int token_property(sd_bus *b, const char *path, const char *interface, const char *property,
                           sd_bus_message *reply, void *userdata, sd_bus_error *error)
 {
-        bool handovers = streq(property, "Handovers");
+        bool extras = streq(property, "Handovers") || streq(property, "Certificates");
         const CustodyRecord *c;
         TokenView v;
         int r;
 
-        r = view_of_path(path, handovers, &v);
+        r = view_of_path(path, extras, &v);
         if (r < 0)
                 return sd_bus_error_setf(error, ERROR_NO_SUCH_TOKEN, "The token of %s is no longer known.", path);
         c = v.has_record ? &v.record : NULL;
@@ -254,7 +276,26 @@ static int token_property(sd_bus *b, const char *path, const char *interface, co
                 r = sd_bus_message_append(reply, "s", c ? str_or_empty(c->state_reason) : "");
         else if (streq(property, "PinChangeRequired"))
                 r = sd_bus_message_append(reply, "b", c ? c->pin_change_required : false);
-        else if (handovers) {
+        else if (streq(property, "PinChangedAt"))
+                r = sd_bus_message_append(reply, "x", v.pin_changed_at);
+        else if (streq(property, "PinDueAt"))
+                r = sd_bus_message_append(reply, "x", v.pin.due_at);
+        else if (streq(property, "PinState"))
+                r = sd_bus_message_append(reply, "s", pin_state_to_string(v.pin.state));
+        else if (streq(property, "PinMinLength"))
+                r = sd_bus_message_append(reply, "u", (uint32_t) v.pin_policy.min_length);
+        else if (streq(property, "PinMode"))
+                r = sd_bus_message_append(reply, "s", pin_mode_to_string((PinMode) v.pin_policy.mode));
+        else if (streq(property, "Certificates")) {
+                r = sd_bus_message_open_container(reply, 'a', "(sssxx)");
+                for (size_t i = 0; r >= 0 && i < v.n_certificates; i++)
+                        r = sd_bus_message_append(reply, "(sssxx)", v.certificates[i].key_id,
+                                                  v.certificates[i].subject, v.certificates[i].issuer,
+                                                  v.certificates[i].not_before, v.certificates[i].not_after);
+                if (r >= 0)
+                        r = sd_bus_message_close_container(reply);
+        }
+        else if (streq(property, "Handovers")) {
                 r = sd_bus_message_open_container(reply, 'a', "(sssxs)");
                 for (size_t i = 0; r >= 0 && i < v.n_handovers; i++)
                         r = sd_bus_message_append(reply, "(sssxs)", v.handovers[i].from_holder,
@@ -293,10 +334,21 @@ static const sd_bus_vtable token_vtable[] = {
         TOKEN_PROPERTY("StateReason", "s"),
         TOKEN_PROPERTY("PinChangeRequired", "b"),
         TOKEN_PROPERTY("Handovers", "a(sssxs)"),
+        TOKEN_PROPERTY("PinChangedAt", "x"),
+        TOKEN_PROPERTY("PinDueAt", "x"),
+        TOKEN_PROPERTY("PinState", "s"),
+        TOKEN_PROPERTY("PinMinLength", "u"),
+        TOKEN_PROPERTY("PinMode", "s"),
+        TOKEN_PROPERTY("Certificates", "a(sssxx)"),
         SD_BUS_VTABLE_END,
 };
 
 /* ---- the manager ---- */
+
+static bool startswith_pin(const char *s)
+{
+        return strncmp(s, "Pin", 3) == 0;
+}
 
 static int manager_property(sd_bus *b, const char *path, const char *interface, const char *property,
                             sd_bus_message *reply, void *userdata, sd_bus_error *error)
@@ -309,6 +361,18 @@ static int manager_property(sd_bus *b, const char *path, const char *interface, 
                 return sd_bus_message_append(reply, "s", custody_unknown_allowed() ? "allow" : "deny");
         if (streq(property, "AdminGroup"))
                 return sd_bus_message_append(reply, "s", custody_admin_group());
+        if (startswith_pin(property)) {
+                PinPolicy p = custody_pin_default();
+
+                if (streq(property, "PinMaxAgeDays"))
+                        return sd_bus_message_append(reply, "u", (uint32_t) p.max_age_days);
+                if (streq(property, "PinWarnDays"))
+                        return sd_bus_message_append(reply, "u", (uint32_t) p.warn_days);
+                if (streq(property, "PinMinLength"))
+                        return sd_bus_message_append(reply, "u", (uint32_t) p.min_length);
+                if (streq(property, "PinMode"))
+                        return sd_bus_message_append(reply, "s", pin_mode_to_string((PinMode) p.mode));
+        }
         if (streq(property, "Backends")) {
                 r = sd_bus_message_open_container(reply, 'a', "(sss)");
                 for (unsigned i = 0; r >= 0 && i < backends_count(); i++) {
@@ -426,8 +490,13 @@ static int method_get_token(sd_bus_message *m, void *userdata, sd_bus_error *err
         return sd_bus_reply_method_return(m, "o", path);
 }
 
-/* Reads an a{sv} of options into the record (Assign) or the pin flag (Handover); unknown keys are an error. */
-static int read_options(sd_bus_message *m, CustodyRecord *rec, int *pin_change, sd_bus_error *error)
+/*
+ * Walks an a{sv}: entry() reads the variant of each key (and returns -ENOENT for a key it does not know).
+ * Unknown keys and values of the wrong type are the caller's mistake: InvalidArgs naming the key.
+ */
+typedef int (*DictEntry)(sd_bus_message *m, const char *key, void *userdata);
+
+static int read_dict(sd_bus_message *m, const char *what, DictEntry entry, void *userdata, sd_bus_error *error)
 {
         int r;
 
@@ -435,40 +504,19 @@ static int read_options(sd_bus_message *m, CustodyRecord *rec, int *pin_change, 
         if (r < 0)
                 return r;
         while ((r = sd_bus_message_enter_container(m, 'e', "sv")) > 0) {
-                const char *key, *s;
-                int64_t t;
-                int b;
+                const char *key;
 
                 r = sd_bus_message_read(m, "s", &key);
                 if (r < 0)
                         return r;
-                if (rec && (streq(key, "signed_by") || streq(key, "organization"))) {
-                        r = sd_bus_message_read(m, "v", "s", &s);
-                        if (r >= 0) {
-                                char **field = streq(key, "signed_by") ? &rec->decision_signer : &rec->organization;
-
-                                free(*field);
-                                *field = s[0] ? strdup(s) : NULL;
-                                if (s[0] && !*field)
-                                        return -ENOMEM;
-                        }
-                } else if (rec && (streq(key, "valid_from") || streq(key, "valid_until"))) {
-                        r = sd_bus_message_read(m, "v", "x", &t);
-                        if (r >= 0)
-                                *(streq(key, "valid_from") ? &rec->valid_from : &rec->valid_until) = t;
-                } else if (streq(key, "pin_change_required")) {
-                        r = sd_bus_message_read(m, "v", "b", &b);
-                        if (r >= 0) {
-                                if (rec)
-                                        rec->pin_change_required = b;
-                                if (pin_change)
-                                        *pin_change = !!b;
-                        }
-                } else
-                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown option \"%s\".", key);
+                r = entry(m, key, userdata);
+                if (r == -ENOENT)
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Unknown %s \"%s\".", what, key);
+                if (r == -ENOMEM)
+                        return r;
                 if (r < 0)
-                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "Option \"%s\" has the wrong type.",
-                                                 key);
+                        return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "The %s \"%s\" has the wrong type.",
+                                                 what, key);
                 r = sd_bus_message_exit_container(m);
                 if (r < 0)
                         return r;
@@ -476,6 +524,53 @@ static int read_options(sd_bus_message *m, CustodyRecord *rec, int *pin_change, 
         if (r < 0)
                 return r;
         return sd_bus_message_exit_container(m);
+}
+
+static int replace_option_string(sd_bus_message *m, char **field)
+{
+        const char *s;
+        int r;
+
+        r = sd_bus_message_read(m, "v", "s", &s);
+        if (r < 0)
+                return r;
+        free(*field);
+        *field = s[0] ? strdup(s) : NULL;
+        return s[0] && !*field ? -ENOMEM : 0;
+}
+
+/* Assign's options, into the record. */
+static int assign_option(sd_bus_message *m, const char *key, void *userdata)
+{
+        CustodyRecord *rec = userdata;
+        int b, r;
+
+        if (streq(key, "signed_by"))
+                return replace_option_string(m, &rec->decision_signer);
+        if (streq(key, "organization"))
+                return replace_option_string(m, &rec->organization);
+        if (streq(key, "valid_from"))
+                return sd_bus_message_read(m, "v", "x", &rec->valid_from);
+        if (streq(key, "valid_until"))
+                return sd_bus_message_read(m, "v", "x", &rec->valid_until);
+        if (streq(key, "pin_change_required")) {
+                r = sd_bus_message_read(m, "v", "b", &b);
+                rec->pin_change_required = b;
+                return r;
+        }
+        return -ENOENT;
+}
+
+/* Handover's options: the PIN flag. */
+static int handover_option(sd_bus_message *m, const char *key, void *userdata)
+{
+        int *pin_change = userdata, b = 0, r;
+
+        if (!streq(key, "pin_change_required"))
+                return -ENOENT;
+        r = sd_bus_message_read(m, "v", "b", &b);
+        *pin_change = !!b;
+        return r;
 }
 
 static int method_assign(sd_bus_message *m, void *userdata, sd_bus_error *error)
@@ -501,7 +596,7 @@ static int method_assign(sd_bus_message *m, void *userdata, sd_bus_error *error)
                 .valid_from = custody_now(),
                 .state = CUSTODY_STATE_ACTIVE,
         };
-        r = read_options(m, &rec, NULL, error);
+        r = read_dict(m, "option", assign_option, &rec, error);
         if (r >= 0 && !sd_bus_error_is_set(error))
                 r = custody_assign(&rec, by, &message);
         free(rec.organization);
@@ -530,7 +625,7 @@ static int method_handover(sd_bus_message *m, void *userdata, sd_bus_error *erro
         r = sd_bus_message_read(m, "sss", &serial, &to, &minutes);
         if (r < 0)
                 return r;
-        r = read_options(m, NULL, &pin_change, error);
+        r = read_dict(m, "option", handover_option, &pin_change, error);
         if (r < 0 || sd_bus_error_is_set(error))
                 return r;
         r = custody_handover(serial, to, minutes, pin_change, by, &message);
@@ -604,6 +699,103 @@ static int method_import(sd_bus_message *m, void *userdata, sd_bus_error *error)
         return sd_bus_reply_method_return(m, "u", added);
 }
 
+typedef struct AuditFilterArgs {
+        AuditFilter f;
+        char *serial, *event;
+} AuditFilterArgs;
+
+static int audit_filter_entry(sd_bus_message *m, const char *key, void *userdata)
+{
+        AuditFilterArgs *a = userdata;
+        uint32_t u;
+        int r;
+
+        if (streq(key, "since"))
+                return sd_bus_message_read(m, "v", "x", &a->f.since);
+        if (streq(key, "until"))
+                return sd_bus_message_read(m, "v", "x", &a->f.until);
+        if (streq(key, "serial"))
+                return replace_option_string(m, &a->serial);
+        if (streq(key, "event"))
+                return replace_option_string(m, &a->event);
+        if (streq(key, "uid") || streq(key, "limit")) {
+                r = sd_bus_message_read(m, "v", "u", &u);
+                if (streq(key, "uid"))
+                        a->f.uid = u;
+                else
+                        a->f.limit = u;
+                return r;
+        }
+        return -ENOENT;
+}
+
+static int method_get_audit(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        _cleanup_(freep) char *json = NULL;
+        AuditFilterArgs a = { .f = { .uid = -1 } };
+        uid_t uid;
+        int r;
+
+        r = sender_uid(m, &uid);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Failed to learn who is calling: %m");
+        r = read_dict(m, "filter", audit_filter_entry, &a, error);
+        if (r >= 0 && !sd_bus_error_is_set(error)) {
+                a.f.serial = a.serial;
+                a.f.event = a.event;
+                /* Who did what with which token is an admin's business; everyone may see their own records. */
+                if (!custody_uid_is_admin(uid))
+                        a.f.uid = uid;
+                r = audit_query_json(&a.f, &json);
+                if (r < 0)
+                        r = sd_bus_error_set_errnof(error, r, "Failed to read the audit log: %m");
+        }
+        free(a.serial);
+        free(a.event);
+        if (r < 0 || sd_bus_error_is_set(error))
+                return r;
+        return sd_bus_reply_method_return(m, "s", json);
+}
+
+static int method_verify_audit(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        AuditVerdict v = {};
+        uid_t by;
+        int r;
+
+        r = check_admin(m, "Verifying the audit log", &by, error);
+        if (r <= 0)
+                return r;
+        r = audit_verify(&v);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Failed to read the audit log: %m");
+        if (!v.intact)
+                log_warning("Audit log verification (asked by uid %u): broken at record %lld: %s.", (unsigned) by,
+                            (long long) v.first_bad_id, v.reason);
+        return sd_bus_reply_method_return(m, "btxs", v.intact, v.checked, v.first_bad_id, v.reason);
+}
+
+static int method_get_report(sd_bus_message *m, void *userdata, sd_bus_error *error)
+{
+        _cleanup_(freep) char *json = NULL;
+        int64_t since, until;
+        uid_t by;
+        int r;
+
+        r = check_admin(m, "The subscriber report", &by, error);
+        if (r <= 0)
+                return r;
+        r = sd_bus_message_read(m, "xx", &since, &until);
+        if (r < 0)
+                return r;
+        if (since < 0 || until < 0 || (until > 0 && until <= since))
+                return sd_bus_error_setf(error, SD_BUS_ERROR_INVALID_ARGS, "The period must end after it begins.");
+        r = report_json(since, until, &json);
+        if (r < 0)
+                return sd_bus_error_set_errnof(error, r, "Failed to make the report: %m");
+        return sd_bus_reply_method_return(m, "s", json);
+}
+
 #define MANAGER_PROPERTY(name, sig, flags) SD_BUS_PROPERTY(name, sig, manager_property, 0, flags)
 
 static const sd_bus_vtable manager_vtable[] = {
@@ -613,6 +805,10 @@ static const sd_bus_vtable manager_vtable[] = {
         MANAGER_PROPERTY("UnknownTokens", "s", SD_BUS_VTABLE_PROPERTY_CONST),
         MANAGER_PROPERTY("AdminGroup", "s", SD_BUS_VTABLE_PROPERTY_CONST),
         MANAGER_PROPERTY("Tokens", "ao", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        MANAGER_PROPERTY("PinMaxAgeDays", "u", SD_BUS_VTABLE_PROPERTY_CONST),
+        MANAGER_PROPERTY("PinWarnDays", "u", SD_BUS_VTABLE_PROPERTY_CONST),
+        MANAGER_PROPERTY("PinMode", "s", SD_BUS_VTABLE_PROPERTY_CONST),
+        MANAGER_PROPERTY("PinMinLength", "u", SD_BUS_VTABLE_PROPERTY_CONST),
         SD_BUS_METHOD_WITH_NAMES("GetToken", "s", SD_BUS_PARAM(serial), "o", SD_BUS_PARAM(token), method_get_token,
                                  SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("Assign", "sssssa{sv}",
@@ -632,9 +828,20 @@ static const sd_bus_vtable manager_vtable[] = {
                                  SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_METHOD_WITH_NAMES("Import", "s", SD_BUS_PARAM(json), "u", SD_BUS_PARAM(added), method_import,
                                  SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("GetAudit", "a{sv}", SD_BUS_PARAM(filter), "s", SD_BUS_PARAM(json),
+                                 method_get_audit, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("VerifyAudit", NULL, , "btxs",
+                                 SD_BUS_PARAM(intact) SD_BUS_PARAM(checked) SD_BUS_PARAM(first_bad_id)
+                                         SD_BUS_PARAM(reason),
+                                 method_verify_audit, SD_BUS_VTABLE_UNPRIVILEGED),
+        SD_BUS_METHOD_WITH_NAMES("GetReport", "xx", SD_BUS_PARAM(since) SD_BUS_PARAM(until), "s", SD_BUS_PARAM(json),
+                                 method_get_report, SD_BUS_VTABLE_UNPRIVILEGED),
         SD_BUS_SIGNAL_WITH_NAMES("TokenInserted", "oss", SD_BUS_PARAM(token) SD_BUS_PARAM(serial) SD_BUS_PARAM(label),
                                  0),
         SD_BUS_SIGNAL_WITH_NAMES("TokenRemoved", "os", SD_BUS_PARAM(token) SD_BUS_PARAM(serial), 0),
+        SD_BUS_SIGNAL_WITH_NAMES("PinExpiring", "osx", SD_BUS_PARAM(token) SD_BUS_PARAM(serial) SD_BUS_PARAM(due_at), 0),
+        SD_BUS_SIGNAL_WITH_NAMES("PinExpired", "osx", SD_BUS_PARAM(token) SD_BUS_PARAM(serial) SD_BUS_PARAM(due_at), 0),
+        SD_BUS_SIGNAL_WITH_NAMES("PinLocked", "os", SD_BUS_PARAM(token) SD_BUS_PARAM(serial), 0),
         SD_BUS_SIGNAL_WITH_NAMES("AccessDenied", "osuuss",
                                  SD_BUS_PARAM(token) SD_BUS_PARAM(serial) SD_BUS_PARAM(uid) SD_BUS_PARAM(pid)
                                          SD_BUS_PARAM(operation) SD_BUS_PARAM(reason),
@@ -673,6 +880,15 @@ static void emit(const BusEvent *e)
                 break;
         case BUS_EVENT_CHANGED:
                 r = sd_bus_emit_properties_changed_strv(bus, path, TOKEN_IFACE, NULL);
+                break;
+        case BUS_EVENT_PIN_EXPIRING:
+        case BUS_EVENT_PIN_EXPIRED:
+                r = sd_bus_emit_signal(bus, MANAGER_PATH, MANAGER_IFACE,
+                                       e->type == BUS_EVENT_PIN_EXPIRING ? "PinExpiring" : "PinExpired", "osx", path,
+                                       e->serial, e->due_at);
+                break;
+        case BUS_EVENT_PIN_LOCKED:
+                r = sd_bus_emit_signal(bus, MANAGER_PATH, MANAGER_IFACE, "PinLocked", "os", path, e->serial);
                 break;
         case BUS_EVENT_DENIED:
                 r = sd_bus_emit_signal(bus, MANAGER_PATH, MANAGER_IFACE, "AccessDenied", "osuuss",
@@ -806,6 +1022,14 @@ fail:
         return r;
 }
 
+static int on_sweep(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        custody_pin_sweep();
+        (void) sd_event_source_set_time_relative(s, clock_is_test() ? PIN_SWEEP_TEST_USEC : PIN_SWEEP_USEC);
+        (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        return 0;
+}
+
 int bus_start(sd_event *event, BusMode mode)
 {
         int r;
@@ -826,6 +1050,10 @@ int bus_start(sd_event *event, BusMode mode)
         queue_open = true;
         pthread_mutex_unlock(&queue_lock);
         (void) connect_bus();
+        /* The first look right away: a token overdue at start-up is announced then. */
+        r = sd_event_add_time_relative(event, &sweep_source, CLOCK_MONOTONIC, 0, 0, on_sweep, NULL);
+        if (r < 0)
+                return log_error_errno(r, "Failed to schedule PIN age checks: %m");
         return 0;
 }
 
@@ -834,6 +1062,7 @@ void bus_stop(void)
         queue_drain(false, true);
         drop_bus();
         reconnect_source = sd_event_source_disable_unref(reconnect_source);
+        sweep_source = sd_event_source_disable_unref(sweep_source);
         queue_source = sd_event_source_disable_unref(queue_source);
         if (queue_fd >= 0)
                 close(queue_fd);

@@ -26,4 +26,11 @@ void bus_token_inserted(const char *serial, const char *label);
 void bus_token_removed(const char *serial);
 /* Properties of the token may have changed (custody, label, presence). */
 void bus_token_changed(const char *serial);
+typedef enum BusPinEvent {
+        BUS_PIN_EXPIRING,
+        BUS_PIN_EXPIRED,
+        BUS_PIN_LOCKED,
+} BusPinEvent;
+
+void bus_pin_event(BusPinEvent what, const char *serial, int64_t due_at);
 void bus_access_denied(const char *serial, uid_t uid, pid_t pid, const char *operation, const char *reason);

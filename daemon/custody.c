@@ -10,10 +10,13 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "broker.h"
 #include "bus.h"
+#include "clock.h"
 #include "custody-json.h"
 #include "custody.h"
+#include "state.h"
 #include "log.h"
 #include "macro.h"
 
@@ -24,26 +27,30 @@ typedef struct Known {
         CK_SLOT_ID slot;
         bool has_record;
         CustodyRecord record;
+        int64_t pin_changed_at;   /* 0: no change seen */
+        CK_FLAGS token_flags;     /* PIN counters, as C_GetTokenInfo last said */
+        PinState pin_notified;    /* the state the bus was last told of */
 } Known;
 
 /*
- * registry_lock guards the known tokens; store_lock the database and the order of changes (an admin's
- * change holds it from reading the current record to updating memory, so two changes cannot interleave).
- * Order: store_lock before registry_lock.
+ * registry_lock guards the known tokens; the state lock (state_acquire()) the database and the order of
+ * changes (an admin's change holds it from reading the current record to updating memory, so two changes
+ * cannot interleave). Order: the state lock before registry_lock. `store` is what state_acquire() gave,
+ * used only while it is held.
  */
 static pthread_rwlock_t registry_lock = PTHREAD_RWLOCK_INITIALIZER;
 static Known *known;
 static size_t n_known;
 static uint64_t generation = 1;
 
-static pthread_mutex_t store_lock = PTHREAD_MUTEX_INITIALIZER;
 static Store *store;
 
 static CustodyConfig config;
+static PinPolicy pin_policies[_CUSTODY_KIND_MAX + 1]; /* per kind; the last: tokens without a record */
 
 int64_t custody_now(void)
 {
-        return (int64_t) time(NULL);
+        return clock_now();
 }
 
 uint64_t custody_generation(void)
@@ -80,6 +87,32 @@ static Known *find_slot_locked(CK_SLOT_ID slot)
                 if (known[i].present && known[i].slot == slot)
                         return &known[i];
         return NULL;
+}
+
+static const PinPolicy *pin_policy_locked(const Known *k)
+{
+        return &pin_policies[k && k->has_record ? k->record.kind : _CUSTODY_KIND_MAX];
+}
+
+static PinVerdict pin_verdict_locked(const Known *k, int64_t now)
+{
+        const PinPolicy *p = pin_policy_locked(k);
+        bool active = k->has_record && k->record.state == CUSTODY_STATE_ACTIVE;
+        PinFacts f = {
+                .changed_at = k->pin_changed_at,
+                /* The holder got the token when the record's validity began (or, without a date, when it was
+                 * recorded). */
+                .assigned_at = !k->has_record ? 0 : k->record.valid_from > 0 ? k->record.valid_from
+                                                                             : k->record.created_at,
+                .now = now,
+                .max_age_days = (unsigned) p->max_age_days,
+                .warn_days = (unsigned) p->warn_days,
+                .mode = (PinMode) p->mode,
+                .change_required = active && k->record.pin_change_required,
+                .token_flags = k->token_flags,
+        };
+
+        return policy_pin_age(&f);
 }
 
 /* A new entry for serial, with the other strings empty. Call with registry_lock held for writing. */
@@ -147,8 +180,9 @@ static int set_record_locked(const CustodyRecord *rec)
         return added;
 }
 
-int custody_init(const char *db_path, const CustodyConfig *cfg)
+int custody_init(const char *db_path, const KysodConfig *kc)
 {
+        const CustodyConfig *cfg = &kc->custody;
         StoreToken *tokens = NULL;
         CustodyRecord *recs = NULL;
         size_t n_tokens = 0, n_recs = 0;
@@ -156,15 +190,17 @@ int custody_init(const char *db_path, const CustodyConfig *cfg)
 
         config = *cfg;
         config.admin_group = cfg->admin_group ? strdup(cfg->admin_group) : NULL;
+        for (int k = 0; k <= _CUSTODY_KIND_MAX; k++)
+                pin_policies[k] = kysod_config_pin_policy(kc, k < _CUSTODY_KIND_MAX ? k : -1);
 
-        r = store_open(db_path, &store);
-        if (r < 0)
-                return log_error_errno(r, "Failed to open the state database %s: %m", db_path);
-        r = store_tokens(store, &tokens, &n_tokens);
+        store = state_acquire();
+        r = store ? store_tokens(store, &tokens, &n_tokens) : -EBADF;
         if (r >= 0)
                 r = store_custody_all(store, &recs, &n_recs);
+        state_release();
         if (r < 0) {
                 store_tokens_free(tokens, n_tokens);
+                custody_records_free(recs, n_recs);
                 return log_error_errno(r, "Failed to read the custody registry from %s: %m", db_path);
         }
 
@@ -185,6 +221,20 @@ int custody_init(const char *db_path, const CustodyConfig *cfg)
         if (r < 0)
                 return log_oom();
 
+        /* When each PIN was last changed (the state lock before the registry's). */
+        store = state_acquire();
+        pthread_rwlock_wrlock(&registry_lock);
+        for (size_t i = 0; i < n_known && r >= 0; i++) {
+                int k = store_pin_last_change(store, known[i].token.serial, &known[i].pin_changed_at);
+
+                if (k < 0 && k != -ENOENT)
+                        r = k;
+        }
+        pthread_rwlock_unlock(&registry_lock);
+        state_release();
+        if (r < 0)
+                return log_error_errno(r, "Failed to read PIN change times from %s: %m", db_path);
+
         log_info("Custody registry %s: %zu known token(s), %zu with a custody record; unknown tokens are %s.",
                  db_path, n_known, n_recs, config.unknown_allowed ? "allowed" : "denied");
         return 0;
@@ -203,9 +253,6 @@ void custody_done(void)
         n_known = 0;
         pthread_rwlock_unlock(&registry_lock);
 
-        pthread_mutex_lock(&store_lock);
-        store = store_close(store);
-        pthread_mutex_unlock(&store_lock);
         free(config.admin_group);
         config.admin_group = NULL;
 }
@@ -274,9 +321,9 @@ void custody_token_present(CK_SLOT_ID slot, const CK_TOKEN_INFO *info)
         if (arrived)
                 log_info("Token %s (\"%s\", %s %s) in slot %lu.", serial, label, manufacturer, model, slot);
 
-        pthread_mutex_lock(&store_lock);
+        store = state_acquire();
         r = store ? store_token_seen(store, serial, manufacturer, model, label, now) : 0;
-        pthread_mutex_unlock(&store_lock);
+        state_release();
         if (r < 0)
                 log_warning_errno(r, "Failed to record that token %s was seen: %m", serial);
 
@@ -339,8 +386,44 @@ CustodyVerdict custody_check(uid_t uid, CK_SLOT_ID slot)
         return v;
 }
 
-void custody_report_denied(const CustodyVerdict *v, uid_t uid, pid_t pid, CK_SLOT_ID slot, const char *operation)
+/* An admin's change, in the audit log. A failure is logged (the change itself is already in the database). */
+static void audit_change(const char *event, uid_t by, const char *serial, const char *fmt, ...) _printf_(4, 5);
+static void audit_change(const char *event, uid_t by, const char *serial, const char *fmt, ...)
 {
+        _cleanup_(freep) char *detail = NULL;
+        va_list ap;
+
+        va_start(ap, fmt);
+        if (vasprintf(&detail, fmt, ap) < 0)
+                detail = NULL;
+        va_end(ap);
+        (void) audit_log(&(AuditEntry) {
+                .event = event,
+                .uid = by,
+                .pid = 0,
+                .exe = "org.kyso1",
+                .serial = serial,
+                .result = "CKR_OK",
+                .detail = detail,
+        });
+}
+
+void custody_report_denied(const CustodyVerdict *v, uid_t uid, pid_t pid, const char *exe, CK_SLOT_ID slot,
+                           const char *operation)
+{
+        _cleanup_(freep) char *detail = NULL;
+
+        if (asprintf(&detail, "%s: %s", operation, v->decision.reason) < 0)
+                detail = NULL;
+        (void) audit_log(&(AuditEntry) {
+                .event = "refused",
+                .uid = uid,
+                .pid = pid,
+                .exe = exe,
+                .serial = v->serial,
+                .result = "CKR_TOKEN_NOT_RECOGNIZED",
+                .detail = detail ?: v->decision.reason,
+        });
         log_notice("Refused %s on token %s (slot %lu) to pid %d (uid %u): %s.", operation,
                    v->serial[0] ? v->serial : "(unknown)", slot, (int) pid, (unsigned) uid, v->decision.reason);
         bus_access_denied(v->serial, uid, pid, operation, v->decision.reason);
@@ -433,7 +516,7 @@ static int store_error(char **ret_error, int r)
 
 /*
  * After the store changed: reload serial's current record into memory, bump the generation, let the
- * broker close what the change forbids, tell the bus. Call with store_lock held; returns with it released.
+ * broker close what the change forbids, tell the bus. Call with the state lock held; returns with it released.
  */
 static int commit_change_unlock(const char *serial)
 {
@@ -457,7 +540,7 @@ static int commit_change_unlock(const char *serial)
                 pthread_rwlock_unlock(&registry_lock);
                 custody_record_done(&rec);
         }
-        pthread_mutex_unlock(&store_lock);
+        state_release();
         if (r < 0)
                 log_error_errno(r, "Failed to reload the custody record of %s: %m", serial);
         if (present)
@@ -482,10 +565,10 @@ int custody_assign(const CustodyRecord *rec, uid_t by, char **ret_error)
         if (!who)
                 return -ENOMEM;
 
-        pthread_mutex_lock(&store_lock);
+        store = state_acquire();
         r = store_custody_current(store, rec->serial, &current);
         if (r < 0 && r != -ENOENT) {
-                pthread_mutex_unlock(&store_lock);
+                state_release();
                 return store_error(ret_error, r);
         }
         has = r >= 0;
@@ -494,23 +577,25 @@ int custody_assign(const CustodyRecord *rec, uid_t by, char **ret_error)
                 r = set_error(ret_error, -EBUSY, "%s is %s, held by %s: %s", rec->serial,
                               custody_state_to_string(current.state), current.holder, why);
                 custody_record_done(&current);
-                pthread_mutex_unlock(&store_lock);
+                state_release();
                 return r;
         }
         if (has)
                 custody_record_done(&current);
         r = store_custody_add(store, rec, custody_now(), who, NULL);
         if (r < 0) {
-                pthread_mutex_unlock(&store_lock);
+                state_release();
                 return store_error(ret_error, r);
         }
         log_notice("Custody of token %s assigned to %s (%s, decision %s of %s) by %s.", rec->serial, rec->holder,
                    custody_kind_to_string(rec->kind), rec->decision_ref, rec->decision_date, who);
         (void) commit_change_unlock(rec->serial);
+        audit_change("custody", by, rec->serial, "assigned to %s (%s), decision %s of %s", rec->holder,
+                     custody_kind_to_string(rec->kind), rec->decision_ref, rec->decision_date);
         return 0;
 }
 
-/* Reads the current record for a change, checking the transition. Call with store_lock held. */
+/* Reads the current record for a change, checking the transition. Call with the state lock held. */
 static int current_for(const char *serial, CustodyOp op, CustodyRecord *ret, char **ret_error)
 {
         const char *why;
@@ -555,27 +640,29 @@ int custody_handover(const char *serial, const char *to, const char *minutes, in
         if (!who)
                 return -ENOMEM;
 
-        pthread_mutex_lock(&store_lock);
+        store = state_acquire();
         r = current_for(serial, CUSTODY_OP_HANDOVER, &current, ret_error);
         if (r < 0) {
-                pthread_mutex_unlock(&store_lock);
+                state_release();
                 return r;
         }
         if (streq(current.holder, to)) {
                 custody_record_done(&current);
-                pthread_mutex_unlock(&store_lock);
+                state_release();
                 return set_error(ret_error, -EBUSY, "token %s is already held by %s", serial, to);
         }
         r = store_handover(store, serial, to, minutes, pin, custody_now(), who);
         if (r < 0) {
                 custody_record_done(&current);
-                pthread_mutex_unlock(&store_lock);
+                state_release();
                 return store_error(ret_error, r);
         }
         log_notice("Token %s handed over from %s to %s (minutes %s) by %s%s.", serial, current.holder, to, minutes,
                    who, pin ? "; the new holder must change the PIN" : "");
-        custody_record_done(&current);
         (void) commit_change_unlock(serial);
+        audit_change("handover", by, serial, "from %s to %s, minutes %s%s", current.holder, to, minutes,
+                     pin ? "; PIN change required" : "");
+        custody_record_done(&current);
         return 0;
 }
 
@@ -591,22 +678,24 @@ int custody_change_state(const char *serial, CustodyOp op, const char *reason, u
         if (!who)
                 return -ENOMEM;
 
-        pthread_mutex_lock(&store_lock);
+        store = state_acquire();
         r = current_for(serial, op, &current, ret_error);
         if (r < 0) {
-                pthread_mutex_unlock(&store_lock);
+                state_release();
                 return r;
         }
         r = store_custody_set_state(store, serial, state, reason && reason[0] ? reason : NULL, custody_now(), who);
         if (r < 0) {
                 custody_record_done(&current);
-                pthread_mutex_unlock(&store_lock);
+                state_release();
                 return store_error(ret_error, r);
         }
         log_notice("Token %s (held by %s) is now %s, recorded by %s%s%s.", serial, current.holder,
                    custody_state_to_string(state), who, reason && reason[0] ? ": " : "", reason ?: "");
-        custody_record_done(&current);
         (void) commit_change_unlock(serial);
+        audit_change("custody", by, serial, "%s (held by %s)%s%s", custody_state_to_string(state), current.holder,
+                     reason && reason[0] ? ": " : "", reason ?: "");
+        custody_record_done(&current);
         return 0;
 }
 
@@ -616,9 +705,9 @@ int custody_export(char **ret_json)
         size_t n = 0;
         int r;
 
-        pthread_mutex_lock(&store_lock);
+        store = state_acquire();
         r = store_custody_all(store, &recs, &n);
-        pthread_mutex_unlock(&store_lock);
+        state_release();
         if (r < 0)
                 return r;
         r = custody_json_export(recs, n, custody_now(), ret_json);
@@ -639,20 +728,21 @@ int custody_import(const char *json, uid_t by, unsigned *ret_added, char **ret_e
         if (r < 0)
                 return r;
 
-        pthread_mutex_lock(&store_lock);
+        store = state_acquire();
         r = store_custody_import(store, recs, n, custody_now(), who);
         if (r < 0) {
-                pthread_mutex_unlock(&store_lock);
+                state_release();
                 custody_records_free(recs, n);
                 return store_error(ret_error, r);
         }
         log_notice("Imported %d custody record(s) of %zu in the document, by %s.", r, n, who);
         *ret_added = (unsigned) r;
-        pthread_mutex_unlock(&store_lock);
+        state_release();
+        audit_change("custody", by, "", "imported %d record(s) of %zu", r, n);
 
         /* Each token the document named: its record may have changed. */
         for (size_t i = 0; i < n; i++) {
-                pthread_mutex_lock(&store_lock);
+                store = state_acquire();
                 (void) commit_change_unlock(recs[i].serial);
         }
         custody_records_free(recs, n);
@@ -698,10 +788,11 @@ void token_view_done(TokenView *v)
         if (v->has_record)
                 custody_record_done(&v->record);
         handovers_free(v->handovers, v->n_handovers);
+        store_certificates_free(v->certificates, v->n_certificates);
         *v = (TokenView) {};
 }
 
-int custody_view(const char *serial, bool with_handovers, TokenView *ret)
+int custody_view(const char *serial, bool with_extras, TokenView *ret)
 {
         TokenView v = {};
         Known *k;
@@ -722,6 +813,9 @@ int custody_view(const char *serial, bool with_handovers, TokenView *ret)
                 };
                 v.present = k->present;
                 v.slot = k->present ? k->slot : 0;
+                v.pin_changed_at = k->pin_changed_at;
+                v.pin = pin_verdict_locked(k, custody_now());
+                v.pin_policy = *pin_policy_locked(k);
                 if (!v.token.serial || !v.token.manufacturer || !v.token.model || !v.token.label)
                         r = -ENOMEM;
                 if (r >= 0 && k->has_record) {
@@ -731,10 +825,13 @@ int custody_view(const char *serial, bool with_handovers, TokenView *ret)
         }
         pthread_rwlock_unlock(&registry_lock);
 
-        if (r >= 0 && with_handovers && v.has_record) {
-                pthread_mutex_lock(&store_lock);
-                r = store_handovers(store, serial, &v.handovers, &v.n_handovers);
-                pthread_mutex_unlock(&store_lock);
+        if (r >= 0 && with_extras) {
+                store = state_acquire();
+                if (v.has_record)
+                        r = store_handovers(store, serial, &v.handovers, &v.n_handovers);
+                if (r >= 0)
+                        r = store_certificates(store, serial, &v.certificates, &v.n_certificates);
+                state_release();
         }
         if (r < 0) {
                 token_view_done(&v);
@@ -742,4 +839,175 @@ int custody_view(const char *serial, bool with_handovers, TokenView *ret)
         }
         *ret = v;
         return 0;
+}
+
+/* ---- PINs ---- */
+
+PinPolicy custody_pin_default(void)
+{
+        return pin_policies[_CUSTODY_KIND_MAX];
+}
+
+PinPolicy custody_pin_policy(CK_SLOT_ID slot)
+{
+        PinPolicy p;
+
+        pthread_rwlock_rdlock(&registry_lock);
+        p = *pin_policy_locked(find_slot_locked(slot));
+        pthread_rwlock_unlock(&registry_lock);
+        return p;
+}
+
+void custody_slot_serial(CK_SLOT_ID slot, char *serial)
+{
+        Known *k;
+
+        pthread_rwlock_rdlock(&registry_lock);
+        k = find_slot_locked(slot);
+        snprintf(serial, 33, "%s", k ? k->token.serial : "");
+        pthread_rwlock_unlock(&registry_lock);
+}
+
+PinVerdict custody_pin_check(CK_SLOT_ID slot, char *serial)
+{
+        PinVerdict v = { .state = PIN_STATE_OK, .login_rv = CKR_OK };
+        int64_t now = custody_now();
+        Known *k;
+
+        pthread_rwlock_rdlock(&registry_lock);
+        k = find_slot_locked(slot);
+        /* A token kysod cannot tell apart (no serial) cannot be tracked: nothing to enforce. */
+        if (k)
+                v = pin_verdict_locked(k, now);
+        if (serial)
+                snprintf(serial, 33, "%s", k ? k->token.serial : "");
+        pthread_rwlock_unlock(&registry_lock);
+        return v;
+}
+
+void custody_pin_flags(CK_SLOT_ID slot, CK_FLAGS flags)
+{
+        const CK_FLAGS mask = CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY | CKF_USER_PIN_LOCKED;
+        bool changed = false;
+        Known *k;
+
+        pthread_rwlock_wrlock(&registry_lock);
+        k = find_slot_locked(slot);
+        if (k && (k->token_flags & mask) != (flags & mask)) {
+                k->token_flags = flags & mask;
+                changed = true;
+        }
+        pthread_rwlock_unlock(&registry_lock);
+        if (changed)
+                custody_pin_sweep();
+}
+
+void custody_pin_changed(CK_SLOT_ID slot, uid_t uid, const char *how)
+{
+        char serial[33] = "";
+        bool required = false;
+        int64_t now = custody_now();
+        Known *k;
+        int r;
+
+        pthread_rwlock_wrlock(&registry_lock);
+        k = find_slot_locked(slot);
+        if (k) {
+                snprintf(serial, sizeof(serial), "%s", k->token.serial);
+                k->pin_changed_at = now;
+                required = k->has_record && k->record.pin_change_required;
+        }
+        pthread_rwlock_unlock(&registry_lock);
+        if (!serial[0])
+                return;
+
+        store = state_acquire();
+        r = store ? store_pin_changed(store, serial, now, (uint32_t) uid, how) : -EBADF;
+        if (r < 0)
+                log_error_errno(r, "Failed to record the PIN change of token %s: %m", serial);
+        if (required) {
+                _cleanup_(freep) char *who = custody_user_name(uid);
+
+                r = store_custody_set_pin_change_required(store, serial, false, now, who ?: "?");
+                if (r < 0) {
+                        log_error_errno(r, "Failed to record that the new holder of %s changed the PIN: %m", serial);
+                        state_release();
+                } else {
+                        log_notice("Token %s: the new holder changed the PIN after the handover.", serial);
+                        (void) commit_change_unlock(serial);
+                }
+        } else
+                state_release();
+        log_info("PIN of token %s changed (%s by uid %u).", serial, how, (unsigned) uid);
+        custody_pin_sweep();
+}
+
+typedef struct PinNotice {
+        char serial[33];
+        PinState state;
+        int64_t due_at;
+        const char *reason;
+} PinNotice;
+
+void custody_pin_sweep(void)
+{
+        _cleanup_(freep) PinNotice *notices = NULL;
+        int64_t now = custody_now();
+        size_t n = 0;
+
+        pthread_rwlock_wrlock(&registry_lock);
+        notices = calloc(n_known + 1, sizeof(PinNotice));
+        for (size_t i = 0; notices && i < n_known; i++) {
+                PinVerdict v = pin_verdict_locked(&known[i], now);
+
+                if (v.state == known[i].pin_notified)
+                        continue;
+                known[i].pin_notified = v.state;
+                snprintf(notices[n].serial, sizeof(notices[n].serial), "%s", known[i].token.serial);
+                notices[n].state = v.state;
+                notices[n].due_at = v.due_at;
+                notices[n].reason = v.reason;
+                n++;
+        }
+        pthread_rwlock_unlock(&registry_lock);
+
+        for (size_t i = 0; i < n; i++) {
+                const PinNotice *p = &notices[i];
+
+                switch (p->state) {
+                case PIN_STATE_EXPIRING:
+                        log_notice("Token %s: %s.", p->serial, p->reason);
+                        bus_pin_event(BUS_PIN_EXPIRING, p->serial, p->due_at);
+                        break;
+                case PIN_STATE_EXPIRED:
+                        log_warning("Token %s: %s.", p->serial, p->reason);
+                        bus_pin_event(BUS_PIN_EXPIRED, p->serial, p->due_at);
+                        break;
+                case PIN_STATE_LOCKED:
+                        log_warning("Token %s: its user PIN is locked; it must go back to its issuer for recovery.",
+                                    p->serial);
+                        bus_pin_event(BUS_PIN_LOCKED, p->serial, p->due_at);
+                        break;
+                default:
+                        break;
+                }
+                bus_token_changed(p->serial);
+        }
+}
+
+void custody_certificates(CK_SLOT_ID slot, const StoreCertificate *certs, size_t n)
+{
+        char serial[33];
+        int r;
+
+        custody_slot_serial(slot, serial);
+        if (!serial[0])
+                return;
+        store = state_acquire();
+        r = store ? store_certificates_set(store, serial, certs, n) : -EBADF;
+        state_release();
+        if (r < 0)
+                log_warning_errno(r, "Failed to record the certificates of token %s: %m", serial);
+        else
+                bus_token_changed(serial);
 }

@@ -28,10 +28,11 @@
 #include "policy.h"
 #include "store.h"
 
-int custody_init(const char *db_path, const CustodyConfig *config);
+/* Loads the registry from the state database (state_open() first); db_path names it in messages. */
+int custody_init(const char *db_path, const KysodConfig *config);
 void custody_done(void);
 
-/* Now, in Unix seconds: the clock every custody decision uses. */
+/* Now, in Unix seconds: clock_now(), the clock every custody decision uses. */
 int64_t custody_now(void);
 
 /* A token is in slot (info from C_GetTokenInfo), or the slot's token left. */
@@ -49,7 +50,8 @@ uint64_t custody_generation(void);
 /* May uid use the token in slot now? */
 CustodyVerdict custody_check(uid_t uid, CK_SLOT_ID slot);
 /* Tells the bus (AccessDenied) and the log that a client was refused. */
-void custody_report_denied(const CustodyVerdict *v, uid_t uid, pid_t pid, CK_SLOT_ID slot, const char *operation);
+void custody_report_denied(const CustodyVerdict *v, uid_t uid, pid_t pid, const char *exe, CK_SLOT_ID slot,
+                           const char *operation);
 
 /* ---- changes by an admin (the bus checks who may ask) ----
  * Return 0 or -errno: -ENOENT no such token or record, -EBUSY the change does not fit the token's state,
@@ -72,16 +74,41 @@ typedef struct TokenView {
         CK_SLOT_ID slot;
         bool has_record;
         CustodyRecord record;
-        Handover *handovers;
+        Handover *handovers; /* with_extras only */
         size_t n_handovers;
+        StoreCertificate *certificates; /* with_extras only */
+        size_t n_certificates;
+        int64_t pin_changed_at; /* 0: never seen */
+        PinVerdict pin;
+        PinPolicy pin_policy;
 } TokenView;
 
 /* Serials of every known token, sorted. */
 int custody_serials(char ***ret, size_t *ret_n);
-int custody_view(const char *serial, bool with_handovers, TokenView *ret);
+/* with_extras: also the handovers and certificates, from the database. */
+int custody_view(const char *serial, bool with_extras, TokenView *ret);
 void token_view_done(TokenView *v);
 bool custody_unknown_allowed(void);
 const char *custody_admin_group(void);
+
+/* ---- PINs (REGULATION.md Art. 21.3) ---- */
+
+/* kysod.conf [pin]: what applies to tokens without a record and to kinds without overrides. */
+PinPolicy custody_pin_default(void);
+/* The PIN policy for the token in slot (its kind's, or [pin]'s). */
+PinPolicy custody_pin_policy(CK_SLOT_ID slot);
+/* The PIN's state for the token in slot; serial (33 bytes, may be NULL) gets the token's serial. */
+PinVerdict custody_pin_check(CK_SLOT_ID slot, char *serial);
+/* What C_GetTokenInfo said of the token's PIN counters (count low, final try, locked). */
+void custody_pin_flags(CK_SLOT_ID slot, CK_FLAGS flags);
+/* A C_SetPIN or C_InitPIN through kysod succeeded: recorded; a handover's demand is met. */
+void custody_pin_changed(CK_SLOT_ID slot, uid_t uid, const char *how);
+/* Looks at every token's PIN: signals PinExpiring, PinExpired and PinLocked when a token enters that state. */
+void custody_pin_sweep(void);
+/* The serial of the token in slot into serial (33 bytes); "" when none is known there. */
+void custody_slot_serial(CK_SLOT_ID slot, char *serial);
+/* The certificates on the token in slot, as it was read when it arrived (replaces what was known). */
+void custody_certificates(CK_SLOT_ID slot, const StoreCertificate *certs, size_t n);
 
 /* ---- the account database ---- */
 

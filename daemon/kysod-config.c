@@ -23,6 +23,11 @@ void kysod_config_init(KysodConfig *c)
                 .spin_usec = 50,
                 .call_timeout_ms = 120000,
                 .bus = BUS_SYSTEM,
+                /* REGULATION.md Art. 21.3: at least every 6 months. */
+                .pin = { .max_age_days = 180, .warn_days = 14, .min_length = 8, .mode = PIN_MODE_WARN },
+                .pin_kind = {
+                        [0 ... _CUSTODY_KIND_MAX - 1] = { -1, -1, -1, -1 },
+                },
                 .custody = {
                         .unknown_allowed = false,
                         .handover_requires_pin_change = true,
@@ -46,6 +51,25 @@ int kysod_config_clear_backends(KysodConfig *c)
         c->backends = NULL;
         c->n_backends = 0;
         return 0;
+}
+
+PinPolicy kysod_config_pin_policy(const KysodConfig *c, int kind)
+{
+        PinPolicy p = c->pin;
+
+        if (kind >= 0 && kind < _CUSTODY_KIND_MAX) {
+                const PinPolicy *o = &c->pin_kind[kind];
+
+                if (o->max_age_days >= 0)
+                        p.max_age_days = o->max_age_days;
+                if (o->warn_days >= 0)
+                        p.warn_days = o->warn_days;
+                if (o->min_length >= 0)
+                        p.min_length = o->min_length;
+                if (o->mode >= 0)
+                        p.mode = o->mode;
+        }
+        return p;
 }
 
 void kysod_config_done(KysodConfig *c)
@@ -293,6 +317,35 @@ static int handle_entry(void *userdata, const char *section, const char *name, c
                         r = parse_unsigned(value, 64, 1024 * 1024, &v);
                         if (r >= 0)
                                 c->limits.buffered_bytes_per_client = (size_t) v * 1024U;
+                } else
+                        goto unknown;
+        } else if (streq(section, "pin") || strncmp(section, "pin:", 4) == 0) {
+                PinPolicy *p = &c->pin;
+                unsigned v;
+
+                if (section[3] == ':') {
+                        CustodyKind k = custody_kind_from_string(section + 4);
+
+                        if (k < 0) {
+                                log_error("%s: [%s]: no such token kind (organization, personal or device).",
+                                          st->path, section);
+                                st->error = -EINVAL;
+                                return 1;
+                        }
+                        p = &c->pin_kind[k];
+                }
+                if (streq(name, "max_age_days")) {
+                        r = parse_unsigned(value, 1, 3650, &v);
+                        p->max_age_days = (int) v;
+                } else if (streq(name, "warn_days")) {
+                        r = parse_unsigned(value, 0, 365, &v);
+                        p->warn_days = (int) v;
+                } else if (streq(name, "min_length")) {
+                        r = parse_unsigned(value, 4, 64, &v);
+                        p->min_length = (int) v;
+                } else if (streq(name, "mode")) {
+                        p->mode = pin_mode_from_string(value);
+                        r = p->mode < 0 ? -EINVAL : 0;
                 } else
                         goto unknown;
         } else if (strncmp(section, "class:", 6) == 0) {

@@ -11,6 +11,7 @@
 #include <stdio.h>
 
 #include "backend.h"
+#include "policy.h"
 
 /*
  * A class of tokens, chosen by what C_GetTokenInfo says (shell patterns on the
@@ -54,6 +55,14 @@ typedef struct CustodyConfig {
         bool handover_requires_pin_change;
 } CustodyConfig;
 
+/* kysod.conf [pin] (and [pin:KIND] overrides): PIN age and quality. */
+typedef struct PinPolicy {
+        int max_age_days; /* -1: unset (in an override: take [pin]'s) */
+        int warn_days;
+        int min_length;
+        int mode;         /* a PinMode, or -1 */
+} PinPolicy;
+
 typedef struct KysodConfig {
         char *socket_path;
         char *state_dir;
@@ -71,6 +80,8 @@ typedef struct KysodConfig {
         size_t n_classes;
         BusMode bus;
         CustodyConfig custody;
+        PinPolicy pin;                          /* [pin], every field set */
+        PinPolicy pin_kind[_CUSTODY_KIND_MAX];  /* [pin:organization] ... */
 } KysodConfig;
 
 void kysod_config_init(KysodConfig *c);
@@ -85,5 +96,7 @@ int kysod_config_set_string(char **p, const char *v);
 int parse_log_level(const char *s);
 SerializeMode serialize_mode_from_string(const char *s);
 BusMode bus_mode_from_string(const char *s);
+/* The PIN policy for tokens of a kind (a CustodyKind, or -1 for a token without a record). */
+PinPolicy kysod_config_pin_policy(const KysodConfig *c, int kind);
 
 #define KYSO_ADMIN_GROUP_DEFAULT "kyso-admin"

@@ -23,12 +23,14 @@
 #include "backend.h"
 #include "broker.h"
 #include "bus.h"
+#include "clock.h"
 #include "config.h"
 #include "custody.h"
 #include "kysod-config.h"
 #include "log.h"
 #include "macro.h"
 #include "server.h"
+#include "state.h"
 
 typedef struct Options {
         const char *config_path;
@@ -39,6 +41,7 @@ typedef struct Options {
         size_t n_backends;
         const char *log_level;
         const char *bus;
+        const char *test_clock;
 } Options;
 
 static void help(void)
@@ -55,6 +58,7 @@ static void help(void)
                "  -l, --log-level LEVEL  debug, info, notice, warning or error (default: info)\n"
                "      --bus BUS          D-Bus to publish org.kyso1 on: system, session or none\n"
                "                         (default: system)\n"
+               "      --test-clock FILE  Tests only: take the time from FILE (Unix seconds)\n"
                "  -h, --help             Show this help\n"
                "      --version          Show the version\n"
                "\n"
@@ -63,7 +67,7 @@ static void help(void)
 
 static int parse_argv(int argc, char *argv[], Options *o)
 {
-        enum { ARG_VERSION = 0x100, ARG_BUS };
+        enum { ARG_VERSION = 0x100, ARG_BUS, ARG_TEST_CLOCK };
         static const struct option options[] = {
                 { "config", required_argument, NULL, 'c' },
                 { "socket", required_argument, NULL, 's' },
@@ -73,6 +77,7 @@ static int parse_argv(int argc, char *argv[], Options *o)
                 { "help", no_argument, NULL, 'h' },
                 { "version", no_argument, NULL, ARG_VERSION },
                 { "bus", required_argument, NULL, ARG_BUS },
+                { "test-clock", required_argument, NULL, ARG_TEST_CLOCK },
                 {},
         };
         int c;
@@ -118,6 +123,9 @@ static int parse_argv(int argc, char *argv[], Options *o)
                                 return -EINVAL;
                         }
                         o->bus = optarg;
+                        break;
+                case ARG_TEST_CLOCK:
+                        o->test_clock = optarg;
                         break;
                 default:
                         fprintf(stderr, "Try 'kysod --help'.\n");
@@ -251,7 +259,7 @@ int main(int argc, char *argv[])
         size_t n_registered = 0;
         bool socket_created = false;
         pthread_t poll_thread;
-        bool poll_started = false, custody_started = false;
+        bool poll_started = false, custody_started = false, state_started = false;
         _cleanup_(freep) char *db_path = NULL;
         sigset_t mask;
         unsigned stuck;
@@ -310,8 +318,17 @@ int main(int argc, char *argv[])
                 db_path = NULL;
                 goto oom;
         }
+        if (opts.test_clock) {
+                r = clock_use_file(opts.test_clock);
+                if (r < 0)
+                        goto finish;
+        }
         /* Without its registry kysod cannot tell who may use a token: it does not serve without one. */
-        r = custody_init(db_path, &config.custody);
+        r = state_open(db_path);
+        if (r < 0)
+                goto finish;
+        state_started = true;
+        r = custody_init(db_path, &config);
         if (r < 0)
                 goto finish;
         custody_started = true;
@@ -406,6 +423,8 @@ finish:
                 backends_unload();
         if (custody_started && stuck == 0)
                 custody_done();
+        if (state_started && stuck == 0)
+                state_close();
         for (size_t i = 0; i < n_registered; i++)
                 free(registered[i]);
         free(registered);

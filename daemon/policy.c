@@ -2,8 +2,10 @@
 #include <fnmatch.h>
 #include <limits.h>
 #include <string.h>
+#include <strings.h>
 
 #include "kysod-config.h"
+#include "macro.h"
 #include "policy.h"
 
 /* Mechanisms whose parameter is a plain byte string (IV, nonce, public value, OID). */
@@ -454,4 +456,162 @@ bool policy_holder_valid(const char *holder)
                         return false;
         }
         return true;
+}
+
+/* ---- PINs ---- */
+
+/* Factory defaults and the PINs people choose first; compared without case. */
+static const char *const weak_pins[] = {
+        "0000",     "1111",     "1234",     "4321",     "000000",   "111111",   "123456",   "654321",
+        "123123",   "112233",   "121212",   "123321",   "147258",   "159753",   "00000000", "11111111",
+        "12345678", "87654321", "88888888", "12341234", "11223344", "1234567890", "0123456789", "password",
+        "passw0rd", "changeme", "admin123", "qwerty",   "qwertyui", "abc123",   "abcd1234", "1qaz2wsx",
+        "user1234", "pin12345", "ePass2003", "20032003", "66666666", "99999999", "12344321", "147258369",
+};
+
+static int char_class_value(uint8_t c, int *ret_class)
+{
+        if (c >= '0' && c <= '9') {
+                *ret_class = 0;
+                return c - '0';
+        }
+        if (c >= 'a' && c <= 'z') {
+                *ret_class = 1;
+                return c - 'a';
+        }
+        if (c >= 'A' && c <= 'Z') {
+                *ret_class = 2;
+                return c - 'A';
+        }
+        *ret_class = -1;
+        return -1;
+}
+
+/* An ascending or descending run of digits (wrapping 9 -> 0) or of letters (no wrap) over the whole PIN. */
+static bool pin_is_run(const uint8_t *pin, size_t len)
+{
+        for (int step = -1; step <= 1; step += 2) {
+                bool run = true;
+
+                for (size_t i = 1; i < len && run; i++) {
+                        int ca, cb, a = char_class_value(pin[i - 1], &ca), b = char_class_value(pin[i], &cb);
+
+                        if (ca < 0 || ca != cb)
+                                run = false;
+                        else if (ca == 0)
+                                run = (a + step + 10) % 10 == b;
+                        else
+                                run = a + step == b;
+                }
+                if (run)
+                        return true;
+        }
+        return false;
+}
+
+static bool pin_is_weak(const uint8_t *pin, size_t len)
+{
+        for (size_t i = 0; i < ELEMENTSOF(weak_pins); i++)
+                if (strlen(weak_pins[i]) == len && strncasecmp(weak_pins[i], (const char *) pin, len) == 0)
+                        return true;
+        return false;
+}
+
+PolicyDecision policy_pin_quality(const uint8_t *pin, size_t len, const uint8_t *old, size_t old_len,
+                                  unsigned min_length)
+{
+        bool repeated = true;
+
+        if (!pin || len < min_length || len == 0) {
+                /* The reason is a constant: the minimum itself is in kysod.conf and kysoctl says it. */
+                return refuse(CKR_PIN_LEN_RANGE, "the new PIN is shorter than [pin] min_length allows");
+        }
+        for (size_t i = 1; i < len; i++)
+                repeated = repeated && pin[i] == pin[0];
+        if (repeated)
+                return refuse(CKR_PIN_INVALID, "the new PIN is one character repeated");
+        if (len >= 3 && pin_is_run(pin, len))
+                return refuse(CKR_PIN_INVALID, "the new PIN is an ascending or descending sequence of digits or letters");
+        if (pin_is_weak(pin, len))
+                return refuse(CKR_PIN_INVALID, "the new PIN is a known factory default or a common PIN");
+        if (old && old_len == len && memcmp(old, pin, len) == 0)
+                return refuse(CKR_PIN_INVALID, "the new PIN is the same as the old one");
+        return ALLOW;
+}
+
+static const char *const pin_state_names[_PIN_STATE_MAX] = {
+        [PIN_STATE_OK] = "ok",
+        [PIN_STATE_EXPIRING] = "expiring",
+        [PIN_STATE_COUNT_LOW] = "count-low",
+        [PIN_STATE_FINAL_TRY] = "final-try",
+        [PIN_STATE_CHANGE_REQUIRED] = "change-required",
+        [PIN_STATE_EXPIRED] = "expired",
+        [PIN_STATE_LOCKED] = "locked",
+};
+
+const char *pin_state_to_string(PinState s)
+{
+        return s >= 0 && s < _PIN_STATE_MAX ? pin_state_names[s] : NULL;
+}
+
+const char *pin_mode_to_string(PinMode m)
+{
+        return m == PIN_MODE_WARN ? "warn" : m == PIN_MODE_ENFORCE ? "enforce" : NULL;
+}
+
+PinMode pin_mode_from_string(const char *s)
+{
+        if (s && streq(s, "warn"))
+                return PIN_MODE_WARN;
+        if (s && streq(s, "enforce"))
+                return PIN_MODE_ENFORCE;
+        return _PIN_MODE_INVALID;
+}
+
+#define DAY_SECONDS INT64_C(86400)
+
+PinVerdict policy_pin_age(const PinFacts *f)
+{
+        PinVerdict v = { .state = PIN_STATE_OK, .login_rv = CKR_OK };
+        int64_t base = f->changed_at > 0 ? f->changed_at : f->assigned_at;
+        PinState age = PIN_STATE_OK;
+
+        v.due_at = base > 0 ? base + (int64_t) f->max_age_days * DAY_SECONDS : 0;
+        if (v.due_at == 0 || f->now >= v.due_at)
+                age = PIN_STATE_EXPIRED;
+        else if (f->now >= v.due_at - (int64_t) f->warn_days * DAY_SECONDS)
+                age = PIN_STATE_EXPIRING;
+
+        /* The most pressing state wins; the enum is in that order. */
+        if (f->token_flags & CKF_USER_PIN_LOCKED)
+                v.state = PIN_STATE_LOCKED;
+        else if (age == PIN_STATE_EXPIRED)
+                v.state = PIN_STATE_EXPIRED;
+        else if (f->change_required)
+                v.state = PIN_STATE_CHANGE_REQUIRED;
+        else if (f->token_flags & CKF_USER_PIN_FINAL_TRY)
+                v.state = PIN_STATE_FINAL_TRY;
+        else if (f->token_flags & CKF_USER_PIN_COUNT_LOW)
+                v.state = PIN_STATE_COUNT_LOW;
+        else
+                v.state = age;
+
+        /* A handover's demand holds in either mode; age is enforced only in enforce mode. */
+        if (f->change_required) {
+                v.login_rv = CKR_PIN_EXPIRED;
+                v.to_be_changed = true;
+                v.reason = "the token was handed over and its new holder has not changed the PIN yet";
+        }
+        if (age == PIN_STATE_EXPIRED) {
+                if (f->mode == PIN_MODE_ENFORCE) {
+                        v.login_rv = CKR_PIN_EXPIRED;
+                        v.to_be_changed = true;
+                }
+                if (!v.reason)
+                        v.reason = v.due_at == 0 ? "the PIN has never been changed through kyso and the token has "
+                                                   "no custody assignment to count from"
+                                                 : "the PIN is older than [pin] max_age_days";
+        } else if (age == PIN_STATE_EXPIRING && !v.reason)
+                v.reason = "the PIN must be changed soon ([pin] warn_days before it is due)";
+        return v;
 }

@@ -281,3 +281,69 @@ CustodyState policy_custody_op_state(CustodyOp op);
  * '@' (user@domain), a '$' only at the end, at most 255 bytes.
  */
 bool policy_holder_valid(const char *holder);
+
+/* ---- PINs (REGULATION.md Art. 21.3, 22.2) ----
+ *
+ * Quality, checked on C_SetPIN and C_InitPIN before the token sees the new PIN:
+ *
+ * Q1  At least min_length characters (CKR_PIN_LEN_RANGE).
+ * Q2  Not one character repeated ("00000000"), not an ascending or descending run of digits or letters
+ *     ("12345678", "87654321", "abcdefgh"; wrapping "90123456" counts too), not a known factory default
+ *     or common PIN ("1234", "123456", "12345678", "11111111", "00000000", "88888888", "password", ...,
+ *     compared without case) (CKR_PIN_INVALID).
+ * Q3  Not the old PIN, when the old one is known (C_SetPIN) (CKR_PIN_INVALID).
+ *
+ * The reason names the rule in plain words, for the log and for kysoctl pin change, never the PIN.
+ */
+PolicyDecision policy_pin_quality(const uint8_t *pin, size_t len, const uint8_t *old, size_t old_len,
+                                  unsigned min_length);
+
+/*
+ * Age (Art. 21.3: changed at least every 6 months). The PIN's age counts from its last change through
+ * kysod, else from the token's custody assignment; with neither it is due now.
+ */
+typedef enum PinMode {
+        PIN_MODE_WARN,    /* log and signal; logins go on */
+        PIN_MODE_ENFORCE, /* overdue: C_Login answers CKR_PIN_EXPIRED until C_SetPIN */
+        _PIN_MODE_MAX,
+        _PIN_MODE_INVALID = -EINVAL,
+} PinMode;
+
+typedef enum PinState {
+        PIN_STATE_OK,
+        PIN_STATE_EXPIRING,        /* in the warning window */
+        PIN_STATE_COUNT_LOW,       /* the token says so */
+        PIN_STATE_FINAL_TRY,       /* the token says so */
+        PIN_STATE_CHANGE_REQUIRED, /* after a handover */
+        PIN_STATE_EXPIRED,
+        PIN_STATE_LOCKED,          /* the token says so */
+        _PIN_STATE_MAX,
+        _PIN_STATE_INVALID = -EINVAL,
+} PinState;
+
+typedef struct PinFacts {
+        int64_t changed_at;  /* 0: never seen */
+        int64_t assigned_at; /* 0: no custody record */
+        int64_t now;
+        unsigned max_age_days;
+        unsigned warn_days;
+        PinMode mode;
+        bool change_required; /* the custody record says so (handover) */
+        CK_FLAGS token_flags; /* what C_GetTokenInfo said last; 0 if unknown */
+} PinFacts;
+
+typedef struct PinVerdict {
+        PinState state;
+        int64_t due_at;          /* 0: no base date, due now */
+        CK_RV login_rv;          /* CKR_OK, or CKR_PIN_EXPIRED when C_Login must be refused */
+        bool to_be_changed;      /* C_GetTokenInfo shows CKF_USER_PIN_TO_BE_CHANGED */
+        const char *reason;      /* for the log when not OK */
+} PinVerdict;
+
+PinVerdict policy_pin_age(const PinFacts *f);
+
+/* "ok", "expiring", "count-low", "final-try", "change-required", "expired", "locked". */
+const char *pin_state_to_string(PinState s);
+/* "warn", "enforce". */
+const char *pin_mode_to_string(PinMode m);
+PinMode pin_mode_from_string(const char *s);

@@ -10,11 +10,8 @@
 
 #include "log.h"
 #include "macro.h"
+#include "store-internal.h"
 #include "store.h"
-
-struct Store {
-        sqlite3 *db;
-};
 
 /*
  * Migration i takes the schema from version i to i + 1 and sets user_version
@@ -64,6 +61,53 @@ static const char *const migrations[] = {
         ");\n"
         "CREATE INDEX handovers_serial ON handovers (serial);\n"
         "PRAGMA user_version = 1;\n",
+
+        /* 2: PIN changes, certificates seen on tokens, the audit log (store-audit.c). The audit ids are
+         * not AUTOINCREMENT: the store assigns the head's last_id + 1, so that ids are consecutive and a
+         * gap is a deleted record. audit_head has at most one row (k = 1). */
+        "CREATE TABLE pin_changes (\n"
+        "        id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+        "        serial TEXT NOT NULL CHECK (serial <> ''),\n"
+        "        at INTEGER NOT NULL,\n"
+        "        uid INTEGER NOT NULL,\n"
+        "        how TEXT NOT NULL\n"
+        ");\n"
+        "CREATE INDEX pin_changes_serial_at ON pin_changes (serial, at);\n"
+        "CREATE TABLE certificates (\n"
+        "        serial TEXT NOT NULL CHECK (serial <> ''),\n"
+        "        key_id TEXT NOT NULL,\n"
+        "        label TEXT NOT NULL,\n"
+        "        subject TEXT NOT NULL,\n"
+        "        issuer TEXT NOT NULL,\n"
+        "        not_before INTEGER NOT NULL,\n"
+        "        not_after INTEGER NOT NULL\n"
+        ");\n"
+        "CREATE INDEX certificates_serial ON certificates (serial);\n"
+        "CREATE TABLE audit (\n"
+        "        id INTEGER PRIMARY KEY,\n"
+        "        at INTEGER NOT NULL,\n"
+        "        event TEXT NOT NULL,\n"
+        "        uid INTEGER NOT NULL,\n"
+        "        pid INTEGER NOT NULL,\n"
+        "        exe TEXT NOT NULL,\n"
+        "        serial TEXT NOT NULL,\n"
+        "        key_id TEXT NOT NULL,\n"
+        "        key_label TEXT NOT NULL,\n"
+        "        mechanism TEXT NOT NULL,\n"
+        "        result TEXT NOT NULL,\n"
+        "        detail TEXT NOT NULL,\n"
+        "        prev_hash BLOB NOT NULL,\n"
+        "        hash BLOB NOT NULL\n"
+        ");\n"
+        "CREATE INDEX audit_serial_at ON audit (serial, at);\n"
+        "CREATE INDEX audit_uid_at ON audit (uid, at);\n"
+        "CREATE INDEX audit_at ON audit (at);\n"
+        "CREATE TABLE audit_head (\n"
+        "        k INTEGER PRIMARY KEY CHECK (k = 1),\n"
+        "        last_id INTEGER NOT NULL,\n"
+        "        last_hash BLOB NOT NULL\n"
+        ");\n"
+        "PRAGMA user_version = 2;\n",
 };
 
 /* The schema's CHECK constraints list the same strings. */
@@ -112,7 +156,6 @@ int store_schema_version(void)
         return (int) ELEMENTSOF(migrations);
 }
 
-DEFINE_TRIVIAL_CLEANUP_FUNC(sqlite3_stmt *, sqlite3_finalize);
 DEFINE_TRIVIAL_CLEANUP_FUNC(sqlite3 *, sqlite3_close);
 
 /* The one place SQLite's result codes become errno values. */
@@ -136,7 +179,7 @@ static int errno_from_sqlite(int rc)
 
 /* Called where the failure happened, while sqlite3_errmsg() still describes it; the callers only pass the
  * error up. */
-static int sql_error(sqlite3 *db, int rc, const char *what)
+int sql_error(sqlite3 *db, int rc, const char *what)
 {
         const char *path = sqlite3_db_filename(db, "main");
 
@@ -144,14 +187,14 @@ static int sql_error(sqlite3 *db, int rc, const char *what)
         return errno_from_sqlite(rc);
 }
 
-static int sql_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **ret)
+int sql_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **ret)
 {
         int rc = sqlite3_prepare_v2(db, sql, -1, ret, NULL);
 
         return rc == SQLITE_OK ? 0 : sql_error(db, rc, "prepare a statement");
 }
 
-static int sql_exec(sqlite3 *db, const char *sql, const char *what)
+int sql_exec(sqlite3 *db, const char *sql, const char *what)
 {
         int rc = sqlite3_exec(db, sql, NULL, NULL, NULL);
 
@@ -159,7 +202,7 @@ static int sql_exec(sqlite3 *db, const char *sql, const char *what)
 }
 
 /* Runs a statement that returns no rows; rc is what its binds left (see bind_text_n()). */
-static int sql_step_done(sqlite3 *db, sqlite3_stmt *st, int rc, const char *what)
+int sql_step_done(sqlite3 *db, sqlite3_stmt *st, int rc, const char *what)
 {
         if (rc != SQLITE_OK)
                 return sql_error(db, rc, "bind a parameter");
@@ -172,7 +215,7 @@ static int sql_step_done(sqlite3 *db, sqlite3_stmt *st, int rc, const char *what
  * once (p11-kit's sticky buffer flag). Strings are bound SQLITE_STATIC: every
  * statement is finalized before the function that bound it returns.
  */
-static void bind_text_n(sqlite3_stmt *st, int i, const char *s, size_t n, int *rc)
+void bind_text_n(sqlite3_stmt *st, int i, const char *s, size_t n, int *rc)
 {
         if (*rc != SQLITE_OK)
                 return;
@@ -184,13 +227,13 @@ static void bind_text_n(sqlite3_stmt *st, int i, const char *s, size_t n, int *r
                 *rc = sqlite3_bind_text(st, i, s, (int) n, SQLITE_STATIC);
 }
 
-static void bind_text(sqlite3_stmt *st, int i, const char *s, int *rc)
+void bind_text(sqlite3_stmt *st, int i, const char *s, int *rc)
 {
         bind_text_n(st, i, s, s ? strlen(s) : 0, rc);
 }
 
 /* PKCS#11 pads token strings with blanks; a serial with blanks around it is the same serial. */
-static void bind_trimmed(sqlite3_stmt *st, int i, const char *s, int *rc)
+const char *trim_blanks(const char *s, size_t *ret_n)
 {
         size_t n;
 
@@ -199,16 +242,25 @@ static void bind_trimmed(sqlite3_stmt *st, int i, const char *s, int *rc)
         s += strspn(s, " ");
         for (n = strlen(s); n > 0 && s[n - 1] == ' '; n--)
                 ;
+        *ret_n = n;
+        return s;
+}
+
+void bind_trimmed(sqlite3_stmt *st, int i, const char *s, int *rc)
+{
+        size_t n;
+
+        s = trim_blanks(s, &n);
         bind_text_n(st, i, s, n, rc);
 }
 
-static void bind_int64(sqlite3_stmt *st, int i, int64_t v, int *rc)
+void bind_int64(sqlite3_stmt *st, int i, int64_t v, int *rc)
 {
         if (*rc == SQLITE_OK)
                 *rc = sqlite3_bind_int64(st, i, v);
 }
 
-static void tx_rollbackp(sqlite3 **db)
+void tx_rollbackp(sqlite3 **db)
 {
         /* A no-op after COMMIT; after a failed COMMIT the transaction may still be open. */
         if (*db && !sqlite3_get_autocommit(*db))
@@ -217,24 +269,14 @@ static void tx_rollbackp(sqlite3 **db)
 
 /* IMMEDIATE takes the write lock at once, so a transaction that read the current record cannot later
  * find that another connection changed it. */
-static int tx_begin(sqlite3 *db)
+int tx_begin(sqlite3 *db)
 {
         return sql_exec(db, "BEGIN IMMEDIATE", "begin a transaction");
 }
 
-static int tx_commit(sqlite3 *db)
+int tx_commit(sqlite3 *db)
 {
         return sql_exec(db, "COMMIT", "commit a transaction");
-}
-
-static bool isempty(const char *s)
-{
-        return !s || !*s;
-}
-
-static bool isblank_str(const char *s)
-{
-        return !s || s[strspn(s, " ")] == '\0';
 }
 
 static bool streq_ptr(const char *a, const char *b)
@@ -256,7 +298,7 @@ static int strdup_or_null(const char *s, char **ret)
 }
 
 /* NULL for SQL NULL. The bytes are copied as stored: SQLite does not touch the UTF-8 it was given. */
-static int column_text(sqlite3_stmt *st, int i, char **ret)
+int column_text(sqlite3_stmt *st, int i, char **ret)
 {
         const unsigned char *t;
         size_t n;
@@ -531,12 +573,6 @@ static void handover_done_v(void *p)
         handover_done(p);
 }
 
-typedef struct RowType {
-        size_t size;
-        int (*from_row)(sqlite3_stmt *st, void *ret);
-        void (*done)(void *p);
-} RowType;
-
 static const RowType token_rows = { sizeof(StoreToken), token_from_row, token_done_v };
 static const RowType custody_rows = { sizeof(CustodyRecord), custody_from_row, custody_done_v };
 static const RowType handover_rows = { sizeof(Handover), handover_from_row, handover_done_v };
@@ -575,18 +611,12 @@ static int query_one(Store *s, const char *sql, const char *serial, const RowTyp
         return t->from_row(st, ret);
 }
 
-/* Every row into a new array. */
-static int query_all(Store *s, const char *sql, const char *serial, const RowType *t, void **ret,
-                     size_t *ret_n)
+int query_collect(sqlite3 *db, sqlite3_stmt *st, const RowType *t, void **ret, size_t *ret_n)
 {
-        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
         uint8_t *a = NULL;
         size_t n = 0, allocated = 0;
         int r, rc;
 
-        r = query_prepare(s, sql, serial, &st);
-        if (r < 0)
-                return r;
         while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
                 if (n == allocated) {
                         size_t m = allocated ? allocated * 2 : 8, bytes;
@@ -607,7 +637,7 @@ static int query_all(Store *s, const char *sql, const char *serial, const RowTyp
                 n++;
         }
         if (rc != SQLITE_DONE) {
-                r = sql_error(s->db, rc, "read rows");
+                r = sql_error(db, rc, "read rows");
                 goto fail;
         }
         *ret = a;
@@ -618,6 +648,19 @@ fail:
                 t->done(a + i * t->size);
         free(a);
         return r;
+}
+
+/* Every row into a new array. */
+static int query_all(Store *s, const char *sql, const char *serial, const RowType *t, void **ret,
+                     size_t *ret_n)
+{
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+        int r;
+
+        r = query_prepare(s, sql, serial, &st);
+        if (r < 0)
+                return r;
+        return query_collect(s->db, st, t, ret, ret_n);
 }
 
 /* ---- tokens ---- */
@@ -952,6 +995,139 @@ int store_custody_import(Store *s, const CustodyRecord *recs, size_t n, int64_t 
         return added;
 }
 
+/* ---- PIN changes ---- */
+
+int store_pin_changed(Store *s, const char *serial, int64_t at, uint32_t uid, const char *how)
+{
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+        int r, rc = SQLITE_OK;
+
+        if (!s || isblank_str(serial) || isempty(how))
+                return -EINVAL;
+        r = sql_prepare(s->db, "INSERT INTO pin_changes (serial, at, uid, how) VALUES (?1, ?2, ?3, ?4)",
+                        &st);
+        if (r < 0)
+                return r;
+        bind_trimmed(st, 1, serial, &rc);
+        bind_int64(st, 2, at, &rc);
+        bind_int64(st, 3, uid, &rc);
+        bind_text(st, 4, how, &rc);
+        return sql_step_done(s->db, st, rc, "record a PIN change");
+}
+
+int store_pin_last_change(Store *s, const char *serial, int64_t *ret_at)
+{
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *st = NULL;
+        int r, rc;
+
+        if (!s || isblank_str(serial) || !ret_at)
+                return -EINVAL;
+        /* The latest time, not the latest row: the (serial, at) index answers it, and a change recorded
+         * while the clock was behind does not make the PIN look older than it is. */
+        r = query_prepare(s, "SELECT at FROM pin_changes WHERE serial = ?1 ORDER BY at DESC LIMIT 1", serial,
+                          &st);
+        if (r < 0)
+                return r;
+        rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE)
+                return -ENOENT;
+        if (rc != SQLITE_ROW)
+                return sql_error(s->db, rc, "read the last PIN change");
+        *ret_at = sqlite3_column_int64(st, 0);
+        return 0;
+}
+
+/* ---- certificates ---- */
+
+#define CERTIFICATE_COLUMNS "serial, key_id, label, subject, issuer, not_before, not_after"
+
+static int certificate_from_row(sqlite3_stmt *st, void *ret)
+{
+        _cleanup_(store_certificate_done) StoreCertificate c = {};
+        int r;
+
+        if ((r = column_text(st, 0, &c.serial)) < 0 || (r = column_text(st, 1, &c.key_id)) < 0 ||
+            (r = column_text(st, 2, &c.label)) < 0 || (r = column_text(st, 3, &c.subject)) < 0 ||
+            (r = column_text(st, 4, &c.issuer)) < 0)
+                return r;
+        c.not_before = sqlite3_column_int64(st, 5);
+        c.not_after = sqlite3_column_int64(st, 6);
+        *(StoreCertificate *) ret = c;
+        c = (StoreCertificate) {};
+        return 0;
+}
+
+static void certificate_done_v(void *p)
+{
+        store_certificate_done(p);
+}
+
+static const RowType certificate_rows = {
+        sizeof(StoreCertificate), certificate_from_row, certificate_done_v
+};
+
+/* The token is the one named by the serial argument; each certificate's own serial field is not read. */
+int store_certificates_set(Store *s, const char *serial, const StoreCertificate *certs, size_t n)
+{
+        _cleanup_(tx_rollbackp) sqlite3 *tx = NULL;
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *del = NULL, *ins = NULL;
+        int r, rc = SQLITE_OK;
+
+        if (!s || isblank_str(serial) || (!certs && n > 0))
+                return -EINVAL;
+
+        r = tx_begin(s->db);
+        if (r < 0)
+                return r;
+        tx = s->db;
+        r = sql_prepare(s->db, "DELETE FROM certificates WHERE serial = ?1", &del);
+        if (r < 0)
+                return r;
+        bind_trimmed(del, 1, serial, &rc);
+        r = sql_step_done(s->db, del, rc, "forget a token's certificates");
+        if (r < 0)
+                return r;
+
+        r = sql_prepare(s->db,
+                "INSERT INTO certificates (" CERTIFICATE_COLUMNS ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                &ins);
+        if (r < 0)
+                return r;
+        for (size_t i = 0; i < n; i++) {
+                const StoreCertificate *c = &certs[i];
+
+                rc = sqlite3_reset(ins);
+                /* Missing strings are stored empty, as the tokens' are: a reader never meets NULL. */
+                bind_trimmed(ins, 1, serial, &rc);
+                bind_text(ins, 2, c->key_id ?: "", &rc);
+                bind_text(ins, 3, c->label ?: "", &rc);
+                bind_text(ins, 4, c->subject ?: "", &rc);
+                bind_text(ins, 5, c->issuer ?: "", &rc);
+                bind_int64(ins, 6, c->not_before, &rc);
+                bind_int64(ins, 7, c->not_after, &rc);
+                r = sql_step_done(s->db, ins, rc, "record a certificate");
+                if (r < 0)
+                        return r;
+        }
+        return tx_commit(s->db);
+}
+
+int store_certificates(Store *s, const char *serial, StoreCertificate **ret, size_t *ret_n)
+{
+        void *a;
+        int r;
+
+        if (!s || isblank_str(serial) || !ret || !ret_n)
+                return -EINVAL;
+        /* In the order they were given, which is the order the token listed them. */
+        r = query_all(s, "SELECT " CERTIFICATE_COLUMNS " FROM certificates WHERE serial = ?1 ORDER BY rowid",
+                      serial, &certificate_rows, &a, ret_n);
+        if (r < 0)
+                return r;
+        *ret = a;
+        return 0;
+}
+
 /* ---- memory ---- */
 
 void store_token_done(StoreToken *t)
@@ -993,17 +1169,22 @@ void handover_done(Handover *h)
         *h = (Handover) {};
 }
 
-#define DEFINE_ARRAY_FREE(name, type, done)                                                               \
-        void name(type *a, size_t n)                                                                       \
-        {                                                                                                  \
-                for (size_t i = 0; a && i < n; i++)                                                        \
-                        done(&a[i]);                                                                       \
-                free(a);                                                                                   \
-        }
+void store_certificate_done(StoreCertificate *c)
+{
+        if (!c)
+                return;
+        free(c->serial);
+        free(c->key_id);
+        free(c->label);
+        free(c->subject);
+        free(c->issuer);
+        *c = (StoreCertificate) {};
+}
 
 DEFINE_ARRAY_FREE(store_tokens_free, StoreToken, store_token_done)
 DEFINE_ARRAY_FREE(custody_records_free, CustodyRecord, custody_record_done)
 DEFINE_ARRAY_FREE(handovers_free, Handover, handover_done)
+DEFINE_ARRAY_FREE(store_certificates_free, StoreCertificate, store_certificate_done)
 
 int custody_record_copy(const CustodyRecord *src, CustodyRecord *ret)
 {

@@ -161,3 +161,92 @@ void custody_records_free(CustodyRecord *a, size_t n);
 void handovers_free(Handover *a, size_t n);
 /* A deep copy; -ENOMEM. */
 int custody_record_copy(const CustodyRecord *src, CustodyRecord *ret);
+
+/* ---- PIN changes (schema 2) ----
+ *
+ * Every successful C_SetPIN / C_InitPIN that passed through kysod: the PIN's age is counted from the last
+ * one. Never the PIN itself.
+ */
+int store_pin_changed(Store *s, const char *serial, int64_t at, uint32_t uid, const char *how);
+/* The time of the token's last recorded PIN change: -ENOENT when there is none. */
+int store_pin_last_change(Store *s, const char *serial, int64_t *ret_at);
+
+/* ---- certificates seen on tokens (schema 2) ---- */
+
+typedef struct StoreCertificate {
+        char *serial;  /* the token's */
+        char *key_id;  /* CKA_ID in lower-case hex, "" when none */
+        char *label;   /* CKA_LABEL */
+        char *subject; /* RFC 2253 text, UTF-8 */
+        char *issuer;
+        int64_t not_before;
+        int64_t not_after;
+} StoreCertificate;
+
+/* Replaces what is known of the token's certificates with certs (n may be 0), in one transaction. */
+int store_certificates_set(Store *s, const char *serial, const StoreCertificate *certs, size_t n);
+int store_certificates(Store *s, const char *serial, StoreCertificate **ret, size_t *ret_n);
+void store_certificate_done(StoreCertificate *c);
+void store_certificates_free(StoreCertificate *a, size_t n);
+
+/* ---- the audit log (schema 2) ----
+ *
+ * Records form a hash chain: hash = SHA-256(prev_hash || the record's fields, each length-prefixed, id
+ * and at as 8 bytes big-endian), prev_hash of the first record being 32 zero bytes. A separate head row
+ * holds the id and hash of the last record, updated in the same transaction, so that deleting records
+ * at the end is caught too. Ids are consecutive from 1; a gap is a deleted record.
+ *
+ * Strings are never NULL in a stored record ("" when there is nothing to say). Never a PIN.
+ */
+typedef struct AuditRecord {
+        int64_t id;        /* set by store_audit_append() */
+        int64_t at;
+        char *event;       /* "login", "logout", "sign", "decrypt", "unwrap", "pin-change", "pin-init",
+                              "custody", "handover", "refused", ... */
+        uint32_t uid;
+        int32_t pid;
+        char *exe;         /* the client's executable, "" when unknown */
+        char *serial;      /* the token's, "" when none */
+        char *key_id;      /* hex of CKA_ID, "" when no key */
+        char *key_label;
+        char *mechanism;   /* "CKM_SHA256_RSA_PKCS", "" when none */
+        char *result;      /* "CKR_OK", "CKR_PIN_INCORRECT", "refused", ... */
+        char *detail;      /* free text: a reason, a custody change */
+        uint8_t prev_hash[32]; /* set by store_audit_append() */
+        uint8_t hash[32];      /* set by store_audit_append() */
+} AuditRecord;
+
+/*
+ * Appends a record (rec->id, prev_hash and hash are filled in) in one transaction. Any failure (-EROFS,
+ * -ENOSPC, -EIO, ...) means nothing was written: the caller must not do what it was about to record.
+ */
+int store_audit_append(Store *s, AuditRecord *rec);
+
+typedef struct AuditFilter {
+        int64_t since;      /* 0: from the start */
+        int64_t until;      /* 0: to the end; else at < until */
+        const char *serial; /* NULL: any */
+        int64_t uid;        /* -1: any */
+        const char *event;  /* NULL: any */
+        size_t limit;       /* 0: no limit; else the newest `limit` records */
+} AuditFilter;
+
+/* Records matching the filter, oldest first. */
+int store_audit_query(Store *s, const AuditFilter *f, AuditRecord **ret, size_t *ret_n);
+/* How many records of the event with the result "CKR_OK" the token has in [since, until) (0: open). */
+int store_audit_count(Store *s, const char *serial, const char *event, int64_t since, int64_t until,
+                      uint64_t *ret_count);
+
+typedef struct AuditVerdict {
+        bool intact;
+        uint64_t checked;     /* records read */
+        int64_t first_bad_id; /* 0 when intact; else the first record whose link is broken (or the id where
+                                 one is missing) */
+        char reason[160];     /* what is wrong, for a person */
+} AuditVerdict;
+
+/* Walks the whole chain. Returns 0 with the verdict (intact or not), or -errno when it could not read. */
+int store_audit_verify(Store *s, AuditVerdict *ret);
+
+void audit_record_done(AuditRecord *r);
+void audit_records_free(AuditRecord *a, size_t n);

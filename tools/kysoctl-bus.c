@@ -33,7 +33,7 @@ static int bus_unreachable_error(int r)
 {
         return log_error_errno(r,
                                "Cannot reach the system D-Bus (%m, at %s): is dbus running? "
-                               "kysoctl needs it for custody commands.",
+                               "kysoctl needs it for this command.",
                                system_bus_address());
 }
 
@@ -112,15 +112,22 @@ int bus_failure(sd_bus *bus, int r, const sd_bus_error *e, Access access, const 
 
                 if (access == ACCESS_READ) {
                         /* Reading is open to all: a refusal means the bus policy is not kysod's. */
-                        log_error("%s: permission denied (%s). Reading custody is open to every user: "
-                                  "check that kysod's D-Bus policy file is installed.",
+                        log_error("%s: permission denied (%s). This is open to every user: check that "
+                                  "kysod's D-Bus policy file is installed.",
                                   what, text);
                         return EXIT_DENIED;
                 }
                 group = admin_group(bus);
-                log_error("Permission denied: changing custody needs root or membership in the admin group "
-                          "(%s). Run kysoctl as root, or ask an administrator to add you to that group.",
-                          group ? group : "see kysod.conf(5)");
+                if (access == ACCESS_ADMIN)
+                        log_error("%s: permission denied: this needs root or membership in the admin group "
+                                  "(%s). Run kysoctl as root, or ask an administrator to add you to that "
+                                  "group.",
+                                  what, group ? group : "see kysod.conf(5)");
+                else
+                        log_error("Permission denied: changing custody needs root or membership in the "
+                                  "admin group (%s). Run kysoctl as root, or ask an administrator to add "
+                                  "you to that group.",
+                                  group ? group : "see kysod.conf(5)");
                 return EXIT_DENIED;
         }
         if (sd_bus_error_has_name(e, KYSO_ERROR_NO_SUCH_TOKEN)) {
@@ -182,27 +189,4 @@ int bus_reply_invalid(int r)
         log_error_errno(r, "kysod sent a reply that does not match org.kyso1 (%m): is it of another "
                            "version?");
         return EXIT_FAILED;
-}
-
-int output_json(json_object *o)
-{
-        const char *s = o ? json_object_to_json_string_ext(o, OUTPUT_JSON_FLAGS) : NULL;
-        int r = EXIT_OK;
-
-        if (!s) {
-                log_oom();
-                r = EXIT_FAILED;
-        } else
-                printf("%s\n", s);
-        json_object_put(o);
-        return r;
-}
-
-int output_flush(void)
-{
-        if (fflush(stdout) != 0 || ferror(stdout)) {
-                log_error_errno(errno, "Failed to write the output: %m");
-                return EXIT_FAILED;
-        }
-        return EXIT_OK;
 }

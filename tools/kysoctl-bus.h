@@ -7,7 +7,6 @@
  */
 #pragma once
 
-#include <json-c/json.h>
 #include <systemd/sd-bus.h>
 
 #define KYSO_BUS_NAME "org.kyso1"
@@ -20,8 +19,9 @@
 
 /* What a call was for: a refusal of a read and of a change have different causes. */
 typedef enum Access {
-        ACCESS_READ,
-        ACCESS_CHANGE,
+        ACCESS_READ,   /* open to every user: a refusal means a broken bus policy */
+        ACCESS_CHANGE, /* a custody change: root or the admin group */
+        ACCESS_ADMIN,  /* reading what only root or the admin group may see (audit checks, reports) */
 } Access;
 
 /* Connects to the system bus; logs "Cannot reach the system D-Bus ..." and returns -errno on failure. */
@@ -43,11 +43,3 @@ int bus_call(sd_bus *bus, sd_bus_message *m, Access access, const char *what, sd
 /* Log and return EXIT_FAILED: a request that could not be built, a reply of the wrong shape. */
 int bus_build_failed(int r);
 int bus_reply_invalid(int r);
-
-/* How kysoctl prints JSON: as "kysoctl status --json" always has. */
-#define OUTPUT_JSON_FLAGS (JSON_C_TO_STRING_PRETTY | JSON_C_TO_STRING_SPACED | JSON_C_TO_STRING_NOSLASHESCAPE)
-
-/* Prints o with OUTPUT_JSON_FLAGS and frees it; an exit status. NULL is out of memory. */
-int output_json(json_object *o);
-/* Flushes standard output: EXIT_OK, or EXIT_FAILED (logged) when it could not be written. */
-int output_flush(void);

@@ -10,8 +10,10 @@
 #pragma once
 
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdint.h>
 
+#include "kysoctl-util.h"
 #include "kysoctl.h"
 
 extern const struct option custody_assign_options[];
@@ -19,6 +21,14 @@ extern const struct option custody_handover_options[];
 extern const struct option custody_reason_options[]; /* report-lost, revoke, return */
 extern const struct option custody_export_options[];
 #define CUSTODY_EXPORT_SHORTOPTS "o:"
+
+/*
+ * Checks of what a user typed, shared with the other commands: 0, or an exit status (logged,
+ * naming the option). check_text: valid UTF-8 (and not empty unless may_be_empty).
+ * check_time: a TIME as parse_time() takes it.
+ */
+int check_text(const char *option, const char *value, bool may_be_empty);
+int check_time(const char *option, const char *value, TimeBound bound, int64_t *ret);
 
 int run_tokens(const Options *opts, int argc, char **argv);
 int run_token(const Options *opts, int argc, char **argv);

@@ -18,6 +18,7 @@
 
 #include "kysoctl-bus.h"
 #include "kysoctl-custody.h"
+#include "kysoctl-output.h"
 #include "kysoctl-util.h"
 #include "log.h"
 #include "macro.h"
@@ -33,100 +34,6 @@ const struct option custody_export_options[] = {
         { "output", required_argument, NULL, OPT_OUTPUT },
         {},
 };
-
-/*
- * Writes path.tmp and renames it over path, so that path is either the old file or the whole
- * new one. A path.tmp left behind by an earlier run is replaced; one that cannot be removed
- * (another user's, in a sticky directory) makes this fail rather than write through it.
- */
-static int write_file_atomic(const char *path, const char *data, size_t len)
-{
-        _cleanup_(freep) char *tmp = NULL;
-        _cleanup_(closep) int fd = -1;
-        int r;
-
-        if (asprintf(&tmp, "%s.tmp", path) < 0)
-                return log_oom();
-        (void) unlink(tmp);
-        fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
-        if (fd < 0)
-                return log_error_errno(errno, "Cannot create %s: %m", tmp);
-        r = write_full(fd, data, len);
-        if (r >= 0 && fsync(fd) < 0)
-                r = negative_errno();
-        if (r >= 0 && close(TAKE_FD(fd)) < 0)
-                r = negative_errno();
-        if (r >= 0 && rename(tmp, path) < 0)
-                r = negative_errno();
-        if (r < 0) {
-                (void) unlink(tmp);
-                return log_error_errno(r, "Cannot write %s: %m (it is unchanged).", path);
-        }
-        return 0;
-}
-
-/* "line L, column C" of byte offset off in text. */
-static void text_position(const char *text, size_t off, size_t *ret_line, size_t *ret_col)
-{
-        size_t line = 1, col = 1;
-
-        for (size_t i = 0; i < off && text[i]; i++) {
-                if (text[i] == '\n') {
-                        line++;
-                        col = 1;
-                } else if (((unsigned char) text[i] & 0xc0) != 0x80)
-                        col++;
-        }
-        *ret_line = line;
-        *ret_col = col;
-}
-
-/* Parses a whole JSON document; on failure logs where and why, naming it as `name`. */
-static json_object *json_parse_document(const char *text, size_t len, const char *name)
-{
-        json_tokener *tok = json_tokener_new();
-        enum json_tokener_error err;
-        json_object *o;
-        size_t end, line, col;
-
-        if (!tok) {
-                log_oom();
-                return NULL;
-        }
-        if (len > INT32_MAX) {
-                json_tokener_free(tok);
-                log_error("%s is too large.", name);
-                return NULL;
-        }
-        /* JSON as RFC 8259 has it: json-c would let a trailing comma pass, another reader may not. */
-        json_tokener_set_flags(tok, JSON_TOKENER_STRICT);
-        o = json_tokener_parse_ex(tok, text, (int) len);
-        err = json_tokener_get_error(tok);
-        end = json_tokener_get_parse_end(tok);
-        json_tokener_free(tok);
-
-        if (!o || err != json_tokener_success) {
-                json_object_put(o);
-                if (err == json_tokener_continue) {
-                        log_error("%s is not valid JSON: it ends in the middle of the document.", name);
-                        return NULL;
-                }
-                text_position(text, end, &line, &col);
-                log_error("%s is not valid JSON: %s at line %zu, column %zu.", name,
-                          json_tokener_error_desc(err), line, col);
-                return NULL;
-        }
-        for (size_t i = end; i < len; i++)
-                if (!strchr(" \t\r\n", text[i])) {
-                        json_object_put(o);
-                        text_position(text, i, &line, &col);
-                        log_error("%s is not valid JSON: more text after the document at line %zu, "
-                                  "column %zu.",
-                                  name, line, col);
-                        return NULL;
-                }
-        return o;
-}
 
 static size_t registry_records(json_object *doc)
 {

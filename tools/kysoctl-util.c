@@ -302,6 +302,58 @@ size_t text_width(const char *s)
         return width;
 }
 
+/* Days from 1970-01-01 to the proleptic Gregorian date y-m-d (H. Hinnant's days_from_civil). */
+static int64_t days_from_civil(int y, int m, int d)
+{
+        int64_t era, yoe, doy, doe;
+
+        y -= m <= 2;
+        era = (y >= 0 ? y : y - 399) / 400;
+        yoe = y - era * 400;
+        doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+        doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+        return era * 146097 + doe - 719468;
+}
+
+int parse_rfc3339(const char *s, int64_t *ret)
+{
+        int y, mo, d, h, mi, sec, oh = 0, om = 0, sign = 0, r;
+        const char *p;
+
+        if (!s || strlen(s) < 20)
+                return -EINVAL;
+        r = parse_date_prefix(s, &y, &mo, &d);
+        if (r < 0)
+                return r;
+        if ((s[10] != 'T' && s[10] != 't') || !read_digits(s + 11, 2, &h) || s[13] != ':' ||
+            !read_digits(s + 14, 2, &mi) || s[16] != ':' || !read_digits(s + 17, 2, &sec))
+                return -EINVAL;
+        if (h > 23 || mi > 59 || sec > 60) /* 60: a leap second */
+                return -EINVAL;
+        p = s + 19;
+        if (*p == '.') {
+                if (!is_digit(p[1]))
+                        return -EINVAL;
+                for (p++; is_digit(*p); p++)
+                        ;
+        }
+        if (*p == 'Z' || *p == 'z')
+                p++;
+        else if (*p == '+' || *p == '-') {
+                sign = *p == '-' ? -1 : 1;
+                if (!read_digits(p + 1, 2, &oh) || p[3] != ':' || !read_digits(p + 4, 2, &om) || oh > 23 ||
+                    om > 59)
+                        return -EINVAL;
+                p += 6;
+        } else
+                return -EINVAL;
+        if (*p)
+                return -EINVAL;
+
+        *ret = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec - sign * (oh * 3600 + om * 60);
+        return 0;
+}
+
 const char *format_time_utc(int64_t t, char *buf, size_t size)
 {
         time_t tt = (time_t) t;
@@ -330,6 +382,28 @@ const char *format_time_local(int64_t t, char *buf, size_t size)
         if (t == 0)
                 snprintf(buf, size, "-");
         else if (!local_tm(t, &tm) || strftime(buf, size, "%Y-%m-%d %H:%M:%S %Z", &tm) == 0)
+                snprintf(buf, size, "@%" PRId64, t);
+        return buf;
+}
+
+const char *format_time_plain(int64_t t, char *buf, size_t size)
+{
+        struct tm tm;
+
+        if (t == 0)
+                snprintf(buf, size, "%s", "");
+        else if (!local_tm(t, &tm) || strftime(buf, size, "%Y-%m-%d %H:%M:%S", &tm) == 0)
+                snprintf(buf, size, "@%" PRId64, t);
+        return buf;
+}
+
+const char *format_date_local(int64_t t, char *buf, size_t size)
+{
+        struct tm tm;
+
+        if (t == 0)
+                snprintf(buf, size, "-");
+        else if (!local_tm(t, &tm) || strftime(buf, size, "%Y-%m-%d", &tm) == 0)
                 snprintf(buf, size, "@%" PRId64, t);
         return buf;
 }
@@ -376,4 +450,70 @@ int write_full(int fd, const void *p, size_t n)
                 n -= (size_t) k;
         }
         return 0;
+}
+
+void text_buffer_append(TextBuffer *b, const char *s, size_t n)
+{
+        size_t need;
+
+        if (b->failed)
+                return;
+        if (size_add_overflow(b->len, n + 1, &need)) {
+                b->failed = true;
+                return;
+        }
+        if (need > b->cap) {
+                size_t cap = b->cap ? b->cap : 256;
+                char *p;
+
+                while (cap < need)
+                        if (size_mul_overflow(cap, 2, &cap)) {
+                                b->failed = true;
+                                return;
+                        }
+                p = realloc(b->data, cap);
+                if (!p) {
+                        b->failed = true;
+                        return;
+                }
+                b->data = p;
+                b->cap = cap;
+        }
+        memcpy(b->data + b->len, s, n);
+        b->len += n;
+        b->data[b->len] = '\0';
+}
+
+void text_buffer_done(TextBuffer *b)
+{
+        free(b->data);
+        *b = (TextBuffer) {};
+}
+
+void csv_field_append(TextBuffer *b, const char *field, bool first)
+{
+        if (!first)
+                text_buffer_append(b, ",", 1);
+        if (!field)
+                return;
+        if (!strpbrk(field, ",\"\r\n")) {
+                text_buffer_append(b, field, strlen(field));
+                return;
+        }
+        text_buffer_append(b, "\"", 1);
+        for (const char *p = field; *p;) {
+                const char *q = strchr(p, '"');
+                size_t n = q ? (size_t) (q - p) + 1 : strlen(p);
+
+                text_buffer_append(b, p, n); /* up to and including a quote, */
+                if (q)
+                        text_buffer_append(b, "\"", 1); /* which is doubled */
+                p += n;
+        }
+        text_buffer_append(b, "\"", 1);
+}
+
+void csv_row_end(TextBuffer *b)
+{
+        text_buffer_append(b, "\r\n", 2);
 }

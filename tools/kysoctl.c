@@ -3,8 +3,11 @@
  * kysoctl: the command-line tool for users and IT staff. Each command is
  * one entry of the command table below; a command gets the parsed options
  * (kysoctl's and its own) and its arguments and returns an exit status
- * (kysoctl.h, documented in kysoctl(1)). The custody commands, which talk to
- * kysod over D-Bus, live in kysoctl-custody.c and kysoctl-registry.c.
+ * (kysoctl.h, documented in kysoctl(1)). A command's name is one word, or
+ * two for the commands of a group ("pin status", "pin change", "audit
+ * verify"). The commands that talk to kysod over D-Bus live in
+ * kysoctl-custody.c, kysoctl-registry.c, kysoctl-pin.c and kysoctl-audit.c;
+ * "pin change" reaches the token through kyso-pkcs11.so.
  *
  * Commands that talk to kysod over its PKCS#11 socket make one blocking
  * request/reply exchange at a time, so the client here is deliberately
@@ -28,7 +31,9 @@
 
 #include "buffer.h"
 #include "config.h"
+#include "kysoctl-audit.h"
 #include "kysoctl-custody.h"
+#include "kysoctl-pin.h"
 #include "kysoctl-util.h"
 #include "kysoctl.h"
 #include "log.h"
@@ -485,9 +490,9 @@ static const Command commands[] = {
                 .help = "Prints what kysod knows of the token with serial SERIAL: label, maker,\n"
                         "model, whether it is plugged in, when it was first and last seen, its custody\n"
                         "record (state and why, kind, holder, organisation, decision, validity,\n"
-                        "whether a PIN change is due) and its handovers, oldest first. With --json,\n"
-                        "one object as in 'kysoctl --json tokens'. Exits with 4 if kysod knows no\n"
-                        "such token.\n",
+                        "whether a PIN change is due), its PIN (state, last change, due date) and its\n"
+                        "handovers, oldest first. With --json, one object as in 'kysoctl --json\n"
+                        "tokens'. Exits with 4 if kysod knows no such token.\n",
                 .run = run_token,
         },
         {
@@ -583,6 +588,98 @@ static const Command commands[] = {
                 .run = run_import,
         },
         {
+                .name = "pin status",
+                .args = "[--all]",
+                .summary = "Show your tokens' PINs: last change, due date, state",
+                .help = "Lists the tokens you hold (as their holder, or through a @GROUP you are in)\n"
+                        "with the last PIN change kysod saw, the date the PIN is due, and its state:\n"
+                        "ok, expiring (due soon), change-required (after a handover), expired, or what\n"
+                        "the token reports: count-low, final-try, locked. Below the table it says what\n"
+                        "to do about each of your tokens that needs something. Root and the admin group\n"
+                        "see every token. With --json, an array of objects (serial, label, kind, holder,\n"
+                        "present, pin_changed_at, pin_due_at, pin_state, pin_mode, pin_min_length). Asks\n"
+                        "kysod over the system D-Bus; open to every user.\n"
+                        "\n"
+                        "  --all   every token kysod knows, not only yours\n",
+                .run = run_pin_status,
+                .options = pin_status_options,
+        },
+        {
+                .name = "pin change",
+                .args = "[SERIAL|--label LABEL] [--module PATH]",
+                .summary = "Change a token's user PIN",
+                .help = "Asks for the current PIN and twice for the new one, without echo, on the\n"
+                        "terminal; without one (a script, a test) it reads them as three lines from\n"
+                        "standard input. The new PIN is checked here first with kysod's rules (at least\n"
+                        "the token's minimum length, 8 unless kysod says otherwise; not one character\n"
+                        "repeated, not a run like 12345678, not a common PIN, not the old PIN): a PIN\n"
+                        "that fails is refused before the token sees anything. Then the PIN is changed\n"
+                        "through kyso-pkcs11.so and kysod (C_SetPIN), which checks custody and the rules\n"
+                        "again and records the change. Without SERIAL or --label, the only token plugged\n"
+                        "in is used. A wrong current PIN uses up one of the token's tries: see 'kysoctl\n"
+                        "pin status'.\n"
+                        "\n"
+                        "  --label LABEL  the token with this label, instead of its SERIAL\n"
+                        "  --module PATH  the PKCS#11 module (default: $KYSO_MODULE, else\n"
+                        "                 " P11_MODULE_PATH "/" KYSO_P11_MODULE_NAME ")\n"
+                        "\n"
+                        "Exit status 3: you are not the token's holder; 4: no such token plugged in.\n",
+                .run = run_pin_change,
+                .options = pin_change_options,
+        },
+        {
+                .name = "audit",
+                .args = "[--since DATE] [--until DATE] [--token SERIAL] [--user USER] [--event EVENT] "
+                        "[--limit N]",
+                .summary = "Show kysod's audit records",
+                .help = "Prints kysod's audit records, oldest first, as a table: time (local), user,\n"
+                        "event, token, key, mechanism, result. With --json, the records as kysod sends\n"
+                        "them (also pid, exe, detail and the hash chain). Root and the admin group see\n"
+                        "every record; any other user sees only their own records, whatever the filter.\n"
+                        "\n"
+                        "  --since DATE     records from DATE on\n"
+                        "  --until DATE     records before the end of DATE\n"
+                        "  --token SERIAL   records of one token\n"
+                        "  --user USER      records of one user (a name, or a uid)\n"
+                        "  --event EVENT    login, logout, sign, decrypt, unwrap, pin-change, pin-init,\n"
+                        "                   custody, handover or refused\n"
+                        "  --limit N        only the newest N records\n"
+                        "\n"
+                        "DATE is YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS] (local time) or @UNIXSECONDS.\n",
+                .run = run_audit,
+                .options = audit_options,
+        },
+        {
+                .name = "audit verify",
+                .args = "",
+                .summary = "Check that the audit log is intact",
+                .help = "Asks kysod to walk the audit log's hash chain. Prints \"Audit log intact: N\n"
+                        "records checked.\" and exits 0, or \"Audit log BROKEN at record N: why\" and\n"
+                        "exits 1. With --json, {\"intact\", \"checked\", \"first_bad_id\", \"reason\"}.\n"
+                        CHANGE_NEEDS_ADMIN,
+                .run = run_audit_verify,
+        },
+        {
+                .name = "report",
+                .args = "--format csv|json [--since DATE] [--until DATE] [-o FILE]",
+                .summary = "Write the subscriber report (tokens, holders, PINs, signatures)",
+                .help = "Writes kysod's report of every token: custody (holder, decision, state,\n"
+                        "validity), PIN age and state, certificates, when it was first and last seen,\n"
+                        "and how many signatures it made in the period. json is kysod's document,\n"
+                        "pretty-printed; csv is one row per token for a spreadsheet (UTF-8 with a\n"
+                        "byte order mark, RFC 4180 quoting, CRLF, times as YYYY-MM-DD HH:MM:SS local\n"
+                        "time). A FILE is written whole or not at all (through FILE.tmp).\n"
+                        CHANGE_NEEDS_ADMIN
+                        "\n"
+                        "  --format FORMAT    csv or json (required; --json means json)\n"
+                        "  --since DATE       count signatures from DATE on (default: from the start)\n"
+                        "  --until DATE       ... up to the end of DATE (default: to now)\n"
+                        "  -o, --output FILE  write to FILE instead of standard output (- for it)\n",
+                .run = run_report,
+                .options = report_options,
+                .shortopts = REPORT_SHORTOPTS,
+        },
+        {
                 .name = "help",
                 .args = "[COMMAND]",
                 .summary = "Show help for kysoctl or for one command",
@@ -597,6 +694,60 @@ static const Command *command_find(const char *name)
                 if (streq(commands[i].name, name))
                         return &commands[i];
         return NULL;
+}
+
+/* Whether word names a group of commands ("pin" of "pin status" and "pin change"). */
+static bool command_group(const char *word)
+{
+        size_t n = strlen(word);
+
+        for (size_t i = 0; i < ELEMENTSOF(commands); i++)
+                if (strncmp(commands[i].name, word, n) == 0 && commands[i].name[n] == ' ')
+                        return true;
+        return false;
+}
+
+/* The command named at argv[0] (and argv[1], for a group's command); *ret_words: how many words. */
+static const Command *command_lookup(int argc, char **argv, int *ret_words)
+{
+        const Command *c = NULL;
+
+        if (argc > 1 && command_group(argv[0])) {
+                char name[64];
+
+                snprintf(name, sizeof(name), "%s %s", argv[0], argv[1]);
+                c = command_find(name);
+        }
+        *ret_words = c ? 2 : 1;
+        return c ? c : command_find(argv[0]);
+}
+
+/* "kysoctl pin" alone, or with --help: its commands. */
+static void group_help(const char *word)
+{
+        size_t n = strlen(word);
+
+        printf("Commands of 'kysoctl %s':\n", word);
+        for (size_t i = 0; i < ELEMENTSOF(commands); i++)
+                if (strncmp(commands[i].name, word, n) == 0 &&
+                    (!commands[i].name[n] || commands[i].name[n] == ' '))
+                        printf("  %-14s  %s\n", commands[i].name, commands[i].summary);
+        printf("\nSee 'kysoctl %s COMMAND --help' for one of them.\n", word);
+}
+
+static int group_usage(const char *word)
+{
+        size_t n = strlen(word);
+        char list[256] = "";
+
+        for (size_t i = 0; i < ELEMENTSOF(commands); i++)
+                if (strncmp(commands[i].name, word, n) == 0 && commands[i].name[n] == ' ') {
+                        if (*list)
+                                strncat(list, ", ", sizeof(list) - strlen(list) - 1);
+                        strncat(list, commands[i].name + n + 1, sizeof(list) - strlen(list) - 1);
+                }
+        log_error("'%s' needs one of: %s; see 'kysoctl %s --help'.", word, list, word);
+        return EXIT_USAGE;
 }
 
 static void main_help(void)
@@ -646,18 +797,23 @@ static void command_help(const Command *c)
 static int run_help(const Options *opts, int argc, char **argv)
 {
         const Command *c;
+        int words;
 
         if (argc < 2) {
                 main_help();
                 return EXIT_OK;
         }
-        if (argc > 2) {
-                log_error("'help' takes at most one command name.");
-                return EXIT_USAGE;
+        c = command_lookup(argc - 1, argv + 1, &words);
+        if (!c && argc == 2 && command_group(argv[1])) {
+                group_help(argv[1]);
+                return EXIT_OK;
         }
-        c = command_find(argv[1]);
         if (!c) {
                 log_error("Unknown command '%s'; see 'kysoctl --help'.", argv[1]);
+                return EXIT_USAGE;
+        }
+        if (argc > 1 + words) {
+                log_error("'help' takes one command name.");
                 return EXIT_USAGE;
         }
         command_help(c);
@@ -743,7 +899,7 @@ int main(int argc, char **argv)
         OptionTable table = {};
         bool want_help = false;
         const Command *cmd = NULL;
-        int cmd_argc = 0, sub_argc, r;
+        int cmd_argc = 0, sub_argc, words, r;
         size_t n_cmd_opts = 0;
         char **sub_argv;
 
@@ -772,11 +928,21 @@ int main(int argc, char **argv)
                 return EXIT_USAGE;
         }
 
-        cmd = command_find(argv[optind]);
+        cmd = command_lookup(argc - optind, argv + optind, &words);
+        if (!cmd && command_group(argv[optind])) {
+                for (int i = optind + 1; i < argc && !streq(argv[i], "--"); i++)
+                        want_help = want_help || streq(argv[i], "-h") || streq(argv[i], "--help");
+                if (want_help) {
+                        group_help(argv[optind]);
+                        return EXIT_OK;
+                }
+                return group_usage(argv[optind]);
+        }
         if (!cmd) {
                 log_error("Unknown command '%s'; see 'kysoctl --help'.", argv[optind]);
                 return EXIT_USAGE;
         }
+        optind += words - 1; /* the command's arguments start after its last word */
 
         /* The command's own arguments: options among them are taken out, the rest kept in order. */
         sub_argc = argc - optind;

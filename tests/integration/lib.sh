@@ -154,3 +154,31 @@ wait_socket() {
     echo "$1 did not accept connections within 10 s" >&2
     return 1
 }
+
+# ---- kysod on D-Bus (tests run under with-system-bus.sh) ----------------------
+
+# wait_bus_name: kysod owns org.kyso1 on the (test's) system bus, within 10 s.
+wait_bus_name() {
+    local i
+    for i in $(seq 1 100); do
+        busctl --system status org.kyso1 >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    echo "org.kyso1 did not appear on the bus" >&2
+    return 1
+}
+
+# token_field LABEL FIELD: a field of the present-or-not token labelled LABEL, from kysoctl --json tokens
+# (FIELD "slot" asks for a present one: pkcs11-tool --token-label matches by prefix, so tests use slots).
+token_field() {
+    t "$KYSOCTL" --json tokens | python3 -c '
+import json, sys
+for t in json.load(sys.stdin):
+    if t["label"] == sys.argv[1] and (sys.argv[2] != "slot" or t["present"]):
+        print(t[sys.argv[2]])
+        break
+else:
+    sys.exit("no token labelled " + sys.argv[1])' "$1" "$2"
+}
+serial_of() { token_field "$1" serial; }
+slot_of() { token_field "$1" slot; }

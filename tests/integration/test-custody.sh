@@ -26,17 +26,12 @@ if [ "${1:-}" != --inner ] && [ "${1:-}" != --inner-allow ]; then
         echo "1..0 # SKIP needs root to add test users"
         exit 77
     fi
-    outer=$(mktemp -d /tmp/kyso-custody.XXXXXX)
-    chmod 0755 "$outer"
     created_users=()
     created_groups=()
     cleanup_outer() {
         local rc=$?
-        # The bus may have been restarted by the test: its pid file names the current one.
-        [ ! -s "$outer/bus.pid" ] || kill "$(cat "$outer/bus.pid")" 2>/dev/null || true
         for u in "${created_users[@]}"; do userdel "$u" 2>/dev/null || true; done
         for g in "${created_groups[@]}"; do groupdel "$g" 2>/dev/null || true; done
-        rm -rf "$outer"
         exit $rc
     }
     trap cleanup_outer EXIT
@@ -51,25 +46,15 @@ if [ "${1:-}" != --inner ] && [ "${1:-}" != --inner-allow ]; then
         fi
     done
 
-    # A private bus with the system bus's policy and kyso's policy file.
-    mkdir -p "$outer/system.d"
-    cp "$KYSO_SOURCE_ROOT/data/org.kyso1.conf" "$outer/system.d/"
-    cat >"$outer/bus.conf" <<EOF
-<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-BUS Bus Configuration 1.0//EN"
- "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig>
-  <include>/usr/share/dbus-1/system.conf</include>
-  <includedir>$outer/system.d</includedir>
-</busconfig>
-EOF
-    export KYSO_TEST_BUS_CONF="$outer/bus.conf" KYSO_TEST_BUS_SOCKET="$outer/system_bus_socket"
-    dbus-daemon --config-file="$KYSO_TEST_BUS_CONF" --address="unix:path=$KYSO_TEST_BUS_SOCKET" \
-        --nopidfile --nosyslog --fork --print-pid=4 4>"$outer/bus.pid"
-    export DBUS_SYSTEM_BUS_ADDRESS="unix:path=$KYSO_TEST_BUS_SOCKET"
-    export KYSO_TEST_BUS=system KYSO_TEST_BUS_PIDFILE="$outer/bus.pid"
-
+    # The rest runs under a private system bus (with-system-bus.sh; this script again, the users made).
+    if [ "${KYSO_TEST_BUS:-}" != system ]; then
+        rc=0
+        "$here/with-system-bus.sh" "$0" "$@" || rc=$?
+        exit $rc
+    fi
     rc=0
-    "$here/with-kysod.sh" --tokens 2 --config "$here/custody.conf" -- "$0" --inner || rc=$?
+    # A third token behind the mock backend, as removable hardware that the test pulls and puts back.
+    "$here/with-kysod.sh" --tokens 2 --mock usb:hardware=1 --config "$here/custody.conf" -- "$0" --inner || rc=$?
     # The second daemon: unknown tokens allowed.
     if [ $rc -eq 0 ]; then
         "$here/with-kysod.sh" --tokens 2 --config "$here/custody-allow.conf" -- "$0" --inner-allow || rc=$?
@@ -91,19 +76,6 @@ as() {
 
 ctl() {
     t "$KYSOCTL" "$@"
-}
-
-# slot_of LABEL: kyso's slot id of the token (pkcs11-tool --token-label matches by prefix, and
-# "kyso-test" is a prefix of "kyso-test-2").
-slot_of() {
-    ctl --json tokens | python3 -c '
-import json, sys
-for t in json.load(sys.stdin):
-    if t["label"] == sys.argv[1] and t["present"]:
-        print(t["slot"])
-        break
-else:
-    sys.exit("no present token labelled " + sys.argv[1])' "$1"
 }
 
 # p11_as USER LABEL ARGS...: pkcs11-tool through kyso on a token, as a user, logged in.
@@ -130,18 +102,6 @@ refused() {
     echo "$out" | grep -q CKR_TOKEN_NOT_RECOGNIZED || fail "expected CKR_TOKEN_NOT_RECOGNIZED"
 }
 
-# serial_of LABEL: the token's serial, from kysoctl --json tokens.
-serial_of() {
-    ctl --json tokens | python3 -c '
-import json, sys
-for t in json.load(sys.stdin):
-    if t["label"] == sys.argv[1]:
-        print(t["serial"])
-        break
-else:
-    sys.exit("no token labelled " + sys.argv[1])' "$1"
-}
-
 # prop SERIAL KEY: one field of kysoctl --json token SERIAL.
 prop() {
     ctl --json token "$1" | python3 -c 'import json,sys; v=json.load(sys.stdin)[sys.argv[1]]; print(json.dumps(v) if not isinstance(v,str) else v)' "$2"
@@ -152,15 +112,6 @@ monitor_log="$WORK/signals.log"
 dbus-monitor --system "type='signal',sender='org.kyso1'" >"$monitor_log" 2>&1 &
 monitor_pid=$!
 trap 'kill $monitor_pid 2>/dev/null || true' EXIT
-
-wait_bus_name() {
-    local i
-    for i in $(seq 1 100); do
-        busctl --system status org.kyso1 >/dev/null 2>&1 && return 0
-        sleep 0.1
-    done
-    return 1
-}
 
 # wait_signal PATTERN: the listener saw a line matching PATTERN (5 s at most).
 wait_signal() {
@@ -270,6 +221,19 @@ assert h[0]["from"] == "@kyso-t-clerks" and h[0]["to"] == "kyso-t-alice" and h[0
 '
 }
 check "handover of token 2 to alice records the minutes and requires a PIN change" handover
+pin_change_first() {
+    local out rc=0
+    out=$(p11_as "$ALICE" "$LABEL2" -O 2>&1) || rc=$?
+    echo "$out"
+    [ $rc -ne 0 ] && echo "$out" | grep -q CKR_PIN_EXPIRED || fail "alice logged in before changing the PIN"
+    # Alice changes the PIN (kysoctl pin change reads the PINs from stdin without a terminal), and back.
+    printf '%s\n%s\n%s\n' "$KYSO_TEST_PIN" 7294061583 7294061583 |
+        as "$ALICE" "$KYSOCTL" pin change "$S2" --module "$KYSO_MODULE"
+    [ "$(prop "$S2" pin_change_required)" = false ]
+    printf '%s\n%s\n%s\n' 7294061583 "$KYSO_TEST_PIN" "$KYSO_TEST_PIN" |
+        as "$ALICE" "$KYSOCTL" pin change "$S2" --module "$KYSO_MODULE"
+}
+check "after the handover alice must change the PIN before she logs in; she does" pin_change_first
 check "after the handover alice uses token 2" usable "$ALICE" "$LABEL2"
 check "after the handover bob is refused token 2" refused "$BOB" "$LABEL2"
 
@@ -331,6 +295,37 @@ lost_open_session() {
 check "reporting token 1 lost stops alice's open session at once" lost_open_session
 check "a lost token is refused even to its holder" refused "$ALICE" "$LABEL1"
 check "the log says why" grep -q "Refused.*$S1.*reported lost" "$KYSO_TEST_DIR/kysod.log"
+
+# ---- a token pulled and put back ----
+
+# mock_present 0|1: pull the mock backend's token, or put it back (kysod polls every 200 ms).
+mock_present() {
+    echo "present=$1" >"$KYSO_TEST_DIR/usb.so.control.tmp"
+    mv "$KYSO_TEST_DIR/usb.so.control.tmp" "$KYSO_TEST_DIR/usb.so.control"
+}
+
+pull_and_insert() {
+    local s3 p3 i
+    s3=$(serial_of kyso-usb)
+    [ "$(prop "$s3" present)" = true ]
+    ctl assign "$s3" --kind personal --holder "$BOB" --decision "20/QĐ" --decision-date 2026-05-05
+    mock_present 0
+    wait_signal "member=TokenRemoved" || fail "no TokenRemoved"
+    for i in $(seq 1 30); do [ "$(prop "$s3" present)" = false ] && break; sleep 0.1; done
+    [ "$(prop "$s3" present)" = false ] || fail "Present is still true"
+    grep -A2 "member=TokenRemoved" "$monitor_log" | grep -q "string \"$s3\"" || fail "TokenRemoved does not name $s3"
+    # Still known (with its custody) while absent.
+    [ "$(prop "$s3" holder)" = "$BOB" ]
+    mock_present 1
+    wait_signal "member=TokenInserted" || fail "no TokenInserted"
+    grep -A3 "member=TokenInserted" "$monitor_log" | grep -q 'string "kyso-usb"' || fail "TokenInserted does not carry the label"
+    for i in $(seq 1 30); do [ "$(prop "$s3" present)" = true ] && break; sleep 0.1; done
+    [ "$(prop "$s3" present)" = true ] || fail "Present did not come back"
+    # One object for the token, however often it comes and goes.
+    [ "$(ctl --json tokens | python3 -c 'import json,sys; print(sum(1 for t in json.load(sys.stdin) if t["label"] == "kyso-usb"))')" = 1 ]
+    usable "$BOB" kyso-usb
+}
+check "a removable token pulled and put back: TokenRemoved, TokenInserted, Present, custody kept" pull_and_insert
 
 # ---- a validity window ending during an open session ----
 
@@ -432,7 +427,7 @@ crash_safety() {
         wait "$writer" 2>/dev/null || true
         touch "$WORK/acked"
         # Every assign kysoctl confirmed is in the database, and the database is intact.
-        python3 - "$KYSO_TEST_DIR/state/kyso.db" "$S2" "$WORK/acked" <<'PY'
+        python3 - "$KYSO_TEST_STATE_DIR/kyso.db" "$S2" "$WORK/acked" <<'PY'
 import sqlite3, sys
 db = sqlite3.connect(sys.argv[1])
 assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok", "integrity_check failed"

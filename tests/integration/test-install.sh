@@ -100,6 +100,28 @@ man_pages() {
 }
 check "man pages kysod(8), kysod.conf(5), kyso-pkcs11(8), kysoctl(1) are installed and render cleanly" man_pages
 
+dbus_files() {
+    local datadir policy xml
+    datadir=$(abs "$(opt datadir)")
+    policy=$DESTDIR$datadir/dbus-1/system.d/org.kyso1.conf
+    xml=$DESTDIR$datadir/dbus-1/interfaces/org.kyso1.xml
+    [ -f "$policy" ] || fail "no $policy"
+    [ -f "$xml" ] || fail "no $xml"
+    # Both parse as XML; the policy lets only root (and the service user) own the name.
+    python3 - "$policy" "$xml" <<'PY'
+import sys, xml.etree.ElementTree as ET
+policy = ET.parse(sys.argv[1]).getroot()
+owners = [p.get("user") for p in policy.iter("policy") for a in p.iter("allow") if a.get("own") == "org.kyso1"]
+assert "root" in owners, owners
+assert all(p.get("context") != "default" for p in policy.iter("policy") for a in p.iter("allow") if a.get("own")), \
+    "the default context may own org.kyso1"
+node = ET.parse(sys.argv[2]).getroot()
+names = {i.get("name") for i in node.iter("interface")}
+assert names == {"org.kyso1.Manager", "org.kyso1.Token"}, names
+PY
+}
+check "the D-Bus policy (system.d/org.kyso1.conf) and introspection (interfaces/org.kyso1.xml) are installed" dbus_files
+
 # ---- p11-kit sees kyso -------------------------------------------------------
 
 # A user's p11-kit configuration registering the installed module, as the shipped

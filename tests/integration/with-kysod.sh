@@ -28,6 +28,11 @@
 #   KYSO_TEST_RESTART  a script that restarts the daemon (same socket and token) and updates KYSOD_PID in
 #                      $KYSO_TEST_DIR/kysod.pid
 #
+# KYSO_TEST_CLOCK, when set, names a file holding Unix seconds that kysod takes as the time
+# (--test-clock); KYSO_TEST_STATE_DIR, when set, is kysod's state directory instead of
+# $KYSO_TEST_DIR/state (kept afterwards: it is the caller's). The command sees KYSO_TEST_STATE_DIR
+# either way (kyso.db is there).
+#
 # KYSO_TEST_DAEMON_WRAPPER, when set, is a command (split on spaces) that kysod runs under, here and in
 # $KYSO_TEST_RESTART, e.g. "valgrind --error-exitcode=99 --log-file=%q{KYSO_TEST_DIR}/daemon-valgrind.%p.log".
 # Start-up and SIGTERM then get 120 s instead of 10 s. Whatever the wrapper, the test fails when the
@@ -67,7 +72,11 @@ export KYSO_TEST_PIN=4815162342
 export KYSO_TEST_SO_PIN=9081726354
 export KYSO_TEST_RESTART="$KYSO_TEST_DIR/restart-kysod.sh"
 
-mkdir -p "$KYSO_TEST_DIR/tokens" "$KYSO_TEST_DIR/state"
+state_dir=${KYSO_TEST_STATE_DIR:-$KYSO_TEST_DIR/state}
+export KYSO_TEST_STATE_DIR=$state_dir
+mkdir -p "$KYSO_TEST_DIR/tokens" "$state_dir"
+clock_args=()
+[ -z "${KYSO_TEST_CLOCK:-}" ] || clock_args=(--test-clock "$KYSO_TEST_CLOCK")
 printf 'directories.tokendir = %s/tokens/\nobjectstore.backend = file\nlog.level = ERROR\n' \
     "$KYSO_TEST_DIR" >"$SOFTHSM2_CONF"
 for i in $(seq 1 "$tokens"); do
@@ -121,7 +130,7 @@ PY
 }
 
 start_kysod() {
-    "${daemon_wrapper[@]}" "$KYSOD" "${config_args[@]}" --state-dir "$KYSO_TEST_DIR/state" --socket "$KYSO_SOCKET" \
+    "${daemon_wrapper[@]}" "$KYSOD" "${config_args[@]}" "${clock_args[@]}" --state-dir "$state_dir" --socket "$KYSO_SOCKET" \
         --backend "$SOFTHSM_MODULE" "${extra_backends[@]}" --log-level "${KYSO_TEST_LOG_LEVEL:-info}" \
         --bus "${KYSO_TEST_BUS:-none}" \
         >>"$KYSO_TEST_DIR/kysod.log" 2>&1 &
@@ -202,7 +211,7 @@ set -e
 export SOFTHSM2_CONF="$SOFTHSM2_CONF" KYSO_SOCKET="$KYSO_SOCKET"
 pid=\$(cat "$KYSO_TEST_DIR/kysod.pid" 2>/dev/null || true)
 if [ -n "\$pid" ] && kill -0 "\$pid" 2>/dev/null; then kill -TERM "\$pid"; while kill -0 "\$pid" 2>/dev/null; do sleep 0.05; done; fi
-${daemon_wrapper[*]:-} "$KYSOD" ${config_args[*]:-} --state-dir "$KYSO_TEST_DIR/state" --socket "$KYSO_SOCKET" --backend "$SOFTHSM_MODULE" ${extra_backends[*]:-} \
+${daemon_wrapper[*]:-} "$KYSOD" ${config_args[*]:-} ${clock_args[*]:-} --state-dir "$state_dir" --socket "$KYSO_SOCKET" --backend "$SOFTHSM_MODULE" ${extra_backends[*]:-} \
     --log-level "${KYSO_TEST_LOG_LEVEL:-info}" --bus "${KYSO_TEST_BUS:-none}" >>"$KYSO_TEST_DIR/kysod.log" 2>&1 &
 echo \$! >"$KYSO_TEST_DIR/kysod.pid"
 for i in \$(seq 1 $((daemon_wait * 20))); do

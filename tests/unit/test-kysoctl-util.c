@@ -363,6 +363,200 @@ static void test_format_bound(void **state)
                             "2026-01-05 14:30:15");
 }
 
+/* kysod's report and audit times: RFC 3339, as format_time_utc() writes them and Import takes them. */
+static void test_parse_rfc3339(void **state)
+{
+        static const struct {
+                const char *s;
+                int r;
+                int64_t t;
+        } table[] = {
+                { "2026-01-05T00:00:00Z", 0, 1767571200 },
+                { "2026-01-05T07:30:15Z", 0, 1767598215 },
+                { "2026-01-05T14:30:15+07:00", 0, 1767598215 },
+                { "2026-01-04T23:30:15-08:00", 0, 1767598215 },
+                { "2026-01-05t07:30:15z", 0, 1767598215 },
+                { "2026-01-05T07:30:15.123456Z", 0, 1767598215 }, /* the fraction is dropped */
+                { "1970-01-01T00:00:00Z", 0, 0 },
+                { "2024-02-29T12:00:00Z", 0, 1709208000 },
+                { "2000-03-01T00:00:00Z", 0, 951868800 },
+                { "2026-01-05T00:00:00", -EINVAL },     /* no zone */
+                { "2026-01-05 00:00:00Z", -EINVAL },    /* a blank, not T */
+                { "2026-01-05T24:00:00Z", -EINVAL },
+                { "2026-01-05T00:60:00Z", -EINVAL },
+                { "2026-02-30T00:00:00Z", -EINVAL },
+                { "2026-01-05T00:00:00+0700", -EINVAL },
+                { "2026-01-05T00:00:00+07:00x", -EINVAL },
+                { "2026-01-05T00:00:00.Z", -EINVAL },
+                { "2026-01-05T00:00Z", -EINVAL },
+                { "2026-01-05", -EINVAL },
+                { "", -EINVAL },
+        };
+        char buf[TIME_TEXT_MAX];
+
+        for (size_t i = 0; i < ELEMENTSOF(table); i++) {
+                int64_t t = -1;
+                int r = parse_rfc3339(table[i].s, &t);
+
+                if (r != table[i].r)
+                        fail_msg("parse_rfc3339(\"%s\") = %d", table[i].s, r);
+                if (r == 0 && t != table[i].t)
+                        fail_msg("parse_rfc3339(\"%s\") gave %lld", table[i].s, (long long) t);
+                if (r < 0 && t != -1)
+                        fail_msg("parse_rfc3339(\"%s\") wrote its result on failure", table[i].s);
+        }
+        assert_int_equal(parse_rfc3339(NULL, &(int64_t) { 0 }), -EINVAL);
+
+        /* What format_time_utc() writes reads back, whatever the zone of the process. */
+        set_tz(TZ_BERLIN);
+        for (int64_t t = 1; t < INT64_C(4102444800); t += INT64_C(7777777)) {
+                int64_t back;
+
+                assert_non_null(format_time_utc(t, buf, sizeof(buf)));
+                assert_int_equal(parse_rfc3339(buf, &back), 0);
+                assert_int_equal(back, t);
+        }
+}
+
+static void test_format_plain(void **state)
+{
+        char buf[TIME_TEXT_MAX];
+
+        set_tz(TZ_VIETNAM);
+        assert_string_equal(format_time_plain(0, buf, sizeof(buf)), "");
+        assert_string_equal(format_time_plain(1767571200, buf, sizeof(buf)), "2026-01-05 07:00:00");
+        assert_string_equal(format_time_plain(1767598215, buf, sizeof(buf)), "2026-01-05 14:30:15");
+        assert_string_equal(format_date_local(0, buf, sizeof(buf)), "-");
+        assert_string_equal(format_date_local(1767571200, buf, sizeof(buf)), "2026-01-05");
+        assert_string_equal(format_date_local(1767628799, buf, sizeof(buf)), "2026-01-05"); /* 23:59:59 */
+        set_tz(TZ_BERLIN);
+        assert_string_equal(format_time_plain(1767598215, buf, sizeof(buf)), "2026-01-05 08:30:15");
+        assert_string_equal(format_date_local(1767571200, buf, sizeof(buf)), "2026-01-05");
+}
+
+/*
+ * An RFC 4180 reader for one row, to check that what csv_field_append() writes reads back as the
+ * fields it was given: returns the number of fields, copies field k to ret (size bytes).
+ */
+static size_t csv_read_field(const char *row, size_t k, char *ret, size_t size)
+{
+        size_t field = 0, n = 0;
+        const char *p = row;
+
+        for (;;) {
+                bool quoted = *p == '"';
+
+                n = 0;
+                if (quoted) {
+                        for (p++;; p++) {
+                                assert_true(*p != '\0'); /* an unterminated quote */
+                                if (*p == '"' && p[1] == '"')
+                                        p++;
+                                else if (*p == '"') {
+                                        p++;
+                                        break;
+                                }
+                                if (field == k && n + 1 < size)
+                                        ret[n++] = *p;
+                        }
+                } else
+                        for (; *p && *p != ',' && *p != '\r' && *p != '\n'; p++) {
+                                assert_true(*p != '"'); /* a bare quote needed quoting */
+                                if (field == k && n + 1 < size)
+                                        ret[n++] = *p;
+                        }
+                if (field == k)
+                        ret[n] = '\0';
+                field++;
+                if (*p == ',') {
+                        p++;
+                        continue;
+                }
+                assert_true(p[0] == '\r' && p[1] == '\n' && p[2] == '\0'); /* the row ends in CRLF */
+                return field;
+        }
+}
+
+static void test_csv_field(void **state)
+{
+        static const struct {
+                const char *in, *out;
+        } table[] = {
+                { "kyso-test", "kyso-test" },
+                { "", "" },
+                { NULL, "" },
+                { "Nguy\xe1\xbb\x85n V\xc4\x83n A", "Nguy\xe1\xbb\x85n V\xc4\x83n A" }, /* UTF-8 as it is */
+                { "12/Q\xc4\x90-UBND", "12/Q\xc4\x90-UBND" },
+                { "CN=Nguy\xe1\xbb\x85n V\xc4\x83n A, O=UBND T\xe1\xbb\x89nh",
+                  "\"CN=Nguy\xe1\xbb\x85n V\xc4\x83n A, O=UBND T\xe1\xbb\x89nh\"" },
+                { "a,b", "\"a,b\"" },
+                { "say \"hi\"", "\"say \"\"hi\"\"\"" },
+                { "\"", "\"\"\"\"" },
+                { "line1\nline2", "\"line1\nline2\"" },
+                { "line1\r\nline2", "\"line1\r\nline2\"" },
+                { "cr\r", "\"cr\r\"" },
+                { " padded ", " padded " },
+                { "semi;colon", "semi;colon" },
+                { "2026-01-05 07:00:00", "2026-01-05 07:00:00" },
+        };
+
+        for (size_t i = 0; i < ELEMENTSOF(table); i++) {
+                TextBuffer b = {};
+                char back[256];
+
+                csv_field_append(&b, table[i].in, true);
+                assert_false(b.failed);
+                if (!b.data) /* nothing appended: an empty field */
+                        assert_string_equal(table[i].out, "");
+                else
+                        assert_string_equal(b.data, table[i].out);
+
+                /* As a row between two others, it reads back as itself. */
+                text_buffer_done(&b);
+                csv_field_append(&b, "before", true);
+                csv_field_append(&b, table[i].in, false);
+                csv_field_append(&b, "after", false);
+                csv_row_end(&b);
+                assert_false(b.failed);
+                assert_int_equal(csv_read_field(b.data, 1, back, sizeof(back)), 3);
+                assert_string_equal(back, table[i].in ? table[i].in : "");
+                assert_int_equal(csv_read_field(b.data, 2, back, sizeof(back)), 3);
+                assert_string_equal(back, "after");
+                text_buffer_done(&b);
+        }
+}
+
+static void test_csv_row(void **state)
+{
+        TextBuffer b = {};
+
+        text_buffer_append(&b, CSV_BOM, strlen(CSV_BOM));
+        csv_field_append(&b, "serial", true);
+        csv_field_append(&b, "label", false);
+        csv_row_end(&b);
+        csv_field_append(&b, "", true); /* a row of empty fields is still two fields */
+        csv_field_append(&b, NULL, false);
+        csv_row_end(&b);
+        csv_field_append(&b, "0a1b", true);
+        csv_field_append(&b, "Ch\xe1\xbb\xaf k\xc3\xbd s\xe1\xbb\x91, \"VP\"", false);
+        csv_row_end(&b);
+        assert_false(b.failed);
+        assert_int_equal(b.len, strlen(b.data));
+        assert_string_equal(b.data, "\xef\xbb\xbf"
+                                    "serial,label\r\n"
+                                    ",\r\n"
+                                    "0a1b,\"Ch\xe1\xbb\xaf k\xc3\xbd s\xe1\xbb\x91, \"\"VP\"\"\"\r\n");
+        text_buffer_done(&b);
+        assert_null(b.data);
+        assert_int_equal(b.len, 0);
+
+        /* A buffer that failed stays failed, and appends nothing more. */
+        b.failed = true;
+        csv_field_append(&b, "x", true);
+        assert_null(b.data);
+        assert_int_equal(b.len, 0);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -371,7 +565,9 @@ int main(void)
                 cmocka_unit_test(test_custody_kind),     cmocka_unit_test(test_holder_parse),
                 cmocka_unit_test(test_utf8_valid),       cmocka_unit_test(test_text_sanitize),
                 cmocka_unit_test(test_text_width),       cmocka_unit_test(test_format_time),
-                cmocka_unit_test(test_format_bound),
+                cmocka_unit_test(test_format_bound),     cmocka_unit_test(test_parse_rfc3339),
+                cmocka_unit_test(test_format_plain),     cmocka_unit_test(test_csv_field),
+                cmocka_unit_test(test_csv_row),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

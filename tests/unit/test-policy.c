@@ -492,6 +492,122 @@ static void test_holder_valid(void **state)
         assert_false(policy_holder_valid(name));
 }
 
+static void test_pin_quality(void **state)
+{
+        static const struct {
+                const char *pin, *old;
+                unsigned min;
+                CK_RV want;
+        } table[] = {
+                { "7294061583", NULL, 8, CKR_OK },
+                { "7294061583", "4815162342", 8, CKR_OK },
+                { "Tr4ng-Ti3n", NULL, 8, CKR_OK },
+                { "52917364", NULL, 8, CKR_OK },
+                { "1234567", NULL, 8, CKR_PIN_LEN_RANGE },
+                { "", NULL, 0, CKR_PIN_LEN_RANGE },
+                { "7294", NULL, 4, CKR_OK },
+                { "00000000", NULL, 8, CKR_PIN_INVALID },
+                { "aaaaaaaaaa", NULL, 8, CKR_PIN_INVALID },
+                { "12345678", NULL, 8, CKR_PIN_INVALID },
+                { "87654321", NULL, 8, CKR_PIN_INVALID },
+                { "90123456", NULL, 8, CKR_PIN_INVALID },
+                { "3210987654", NULL, 8, CKR_PIN_INVALID },
+                { "abcdefgh", NULL, 8, CKR_PIN_INVALID },
+                { "HGFEDCBA", NULL, 8, CKR_PIN_INVALID },
+                { "1234", NULL, 4, CKR_PIN_INVALID },
+                { "88888888", NULL, 8, CKR_PIN_INVALID },
+                { "PassWord", NULL, 8, CKR_PIN_INVALID },
+                { "12341234", NULL, 8, CKR_PIN_INVALID },
+                { "4815162342", "4815162342", 8, CKR_PIN_INVALID },
+                { "12345679", NULL, 8, CKR_OK },
+                { "abcdefgH", NULL, 8, CKR_OK },
+        };
+
+        for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+                PolicyDecision d = policy_pin_quality((const uint8_t *) table[i].pin, strlen(table[i].pin),
+                                                      (const uint8_t *) table[i].old,
+                                                      table[i].old ? strlen(table[i].old) : 0, table[i].min);
+
+                if (d.rv != table[i].want)
+                        fail_msg("\"%s\" (old \"%s\", min %u): got 0x%lx, want 0x%lx", table[i].pin,
+                                 table[i].old ?: "", table[i].min, d.rv, table[i].want);
+                if (d.rv != CKR_OK && (!d.reason || (table[i].pin[0] && strstr(d.reason, table[i].pin))))
+                        fail_msg("\"%s\": a refusal must say why, without the PIN", table[i].pin);
+        }
+}
+
+static void test_pin_age(void **state)
+{
+        enum { T0 = 1790000000, DAY = 86400 };
+        static const struct {
+                const char *what;
+                PinFacts f;
+                PinState state;
+                int64_t due;
+                CK_RV login;
+                bool flag;
+        } table[] = {
+                { "changed 10 days ago", { T0 - 10 * DAY, T0 - 400 * DAY, T0, 180, 14, PIN_MODE_ENFORCE },
+                  PIN_STATE_OK, T0 + 170 * DAY, CKR_OK, false },
+                { "never changed, assigned 10 days ago: counts from the assignment",
+                  { 0, T0 - 10 * DAY, T0, 180, 14, PIN_MODE_ENFORCE }, PIN_STATE_OK, T0 + 170 * DAY, CKR_OK, false },
+                { "neither: due now, enforced", { 0, 0, T0, 180, 14, PIN_MODE_ENFORCE }, PIN_STATE_EXPIRED, 0,
+                  CKR_PIN_EXPIRED, true },
+                { "neither: due now, warn mode", { 0, 0, T0, 180, 14, PIN_MODE_WARN }, PIN_STATE_EXPIRED, 0, CKR_OK,
+                  false },
+                { "13 days before due: expiring", { T0 - 167 * DAY, 0, T0, 180, 14, PIN_MODE_ENFORCE },
+                  PIN_STATE_EXPIRING, T0 + 13 * DAY, CKR_OK, false },
+                { "exactly 14 days before due: expiring", { T0 - 166 * DAY, 0, T0, 180, 14, PIN_MODE_ENFORCE },
+                  PIN_STATE_EXPIRING, T0 + 14 * DAY, CKR_OK, false },
+                { "a second before the window", { T0 - 166 * DAY + 1, 0, T0, 180, 14, PIN_MODE_ENFORCE },
+                  PIN_STATE_OK, T0 + 14 * DAY + 1, CKR_OK, false },
+                { "due this second, enforced", { T0 - 180 * DAY, 0, T0, 180, 14, PIN_MODE_ENFORCE },
+                  PIN_STATE_EXPIRED, T0, CKR_PIN_EXPIRED, true },
+                { "a second before due", { T0 - 180 * DAY + 1, 0, T0, 180, 14, PIN_MODE_ENFORCE },
+                  PIN_STATE_EXPIRING, T0 + 1, CKR_OK, false },
+                { "overdue, warn mode", { T0 - 200 * DAY, 0, T0, 180, 14, PIN_MODE_WARN }, PIN_STATE_EXPIRED,
+                  T0 - 20 * DAY, CKR_OK, false },
+                { "handover: change required in warn mode too",
+                  { T0 - DAY, T0 - DAY, T0, 180, 14, PIN_MODE_WARN, true }, PIN_STATE_CHANGE_REQUIRED,
+                  T0 + 179 * DAY, CKR_PIN_EXPIRED, true },
+                { "token says count low", { T0 - DAY, 0, T0, 180, 14, PIN_MODE_ENFORCE, false, CKF_USER_PIN_COUNT_LOW },
+                  PIN_STATE_COUNT_LOW, T0 + 179 * DAY, CKR_OK, false },
+                { "final try outranks expiring",
+                  { T0 - 170 * DAY, 0, T0, 180, 14, PIN_MODE_ENFORCE, false,
+                    CKF_USER_PIN_COUNT_LOW | CKF_USER_PIN_FINAL_TRY },
+                  PIN_STATE_FINAL_TRY, T0 + 10 * DAY, CKR_OK, false },
+                { "locked outranks expired; the token answers the login",
+                  { T0 - 400 * DAY, 0, T0, 180, 14, PIN_MODE_WARN, false, CKF_USER_PIN_LOCKED }, PIN_STATE_LOCKED,
+                  T0 - 220 * DAY, CKR_OK, false },
+                { "30-day policy for a kind", { T0 - 31 * DAY, 0, T0, 30, 7, PIN_MODE_ENFORCE }, PIN_STATE_EXPIRED,
+                  T0 - DAY, CKR_PIN_EXPIRED, true },
+        };
+
+        for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
+                PinVerdict v = policy_pin_age(&table[i].f);
+
+                if (v.state != table[i].state)
+                        fail_msg("%s: state %s, want %s", table[i].what, pin_state_to_string(v.state),
+                                 pin_state_to_string(table[i].state));
+                if (v.due_at != table[i].due)
+                        fail_msg("%s: due %lld, want %lld", table[i].what, (long long) v.due_at,
+                                 (long long) table[i].due);
+                if (v.login_rv != table[i].login)
+                        fail_msg("%s: login 0x%lx, want 0x%lx", table[i].what, v.login_rv, table[i].login);
+                if (v.to_be_changed != table[i].flag)
+                        fail_msg("%s: CKF_USER_PIN_TO_BE_CHANGED %d, want %d", table[i].what, v.to_be_changed,
+                                 table[i].flag);
+                if (v.state != PIN_STATE_OK && v.state != PIN_STATE_COUNT_LOW && v.state != PIN_STATE_FINAL_TRY &&
+                    v.state != PIN_STATE_LOCKED && !v.reason)
+                        fail_msg("%s: no reason", table[i].what);
+        }
+        for (int s = 0; s < _PIN_STATE_MAX; s++)
+                assert_non_null(pin_state_to_string((PinState) s));
+        assert_int_equal(pin_mode_from_string("enforce"), PIN_MODE_ENFORCE);
+        assert_int_equal(pin_mode_from_string("warn"), PIN_MODE_WARN);
+        assert_int_equal(pin_mode_from_string("strict"), _PIN_MODE_INVALID);
+}
+
 int main(void)
 {
         const struct CMUnitTest tests[] = {
@@ -508,6 +624,8 @@ int main(void)
                 cmocka_unit_test(test_custody),
                 cmocka_unit_test(test_custody_transitions),
                 cmocka_unit_test(test_holder_valid),
+                cmocka_unit_test(test_pin_quality),
+                cmocka_unit_test(test_pin_age),
         };
 
         return cmocka_run_group_tests(tests, NULL, NULL);

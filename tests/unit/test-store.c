@@ -1,11 +1,12 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
  * The store against real database files in a temporary directory: schema
- * and migrations, tokens, custody records, handovers, all-or-none imports,
- * Vietnamese text, a newer schema left alone, a read-only file system and a
- * full one (in a private mount namespace, skipped where that is not
- * allowed), and SIGKILL in the middle of writes losing nothing that was
- * reported committed.
+ * and migrations (a version-1 file made with the version-1 SQL), tokens,
+ * custody records, handovers, all-or-none imports, Vietnamese text, a newer
+ * schema left alone, PIN changes, certificates, the audit log's hash chain
+ * and the tampering it must show, a read-only file system and a full one (in
+ * a private mount namespace, skipped where that is not allowed), and SIGKILL
+ * in the middle of writes losing nothing that was reported committed.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,6 +31,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/evp.h>
 
 #include "log.h"
 #include "macro.h"
@@ -618,6 +620,802 @@ static void test_newer_schema_refused(void **state)
         assert_ptr_equal(s, sentinel);
 }
 
+/* ---- schema 2: migration from version 1 ---- */
+
+/* The schema a version-1 kysod wrote (migration 1 as released), kept here verbatim so that this test goes
+ * on building real version-1 files however store.c changes. */
+static const char v1_schema[] =
+        "CREATE TABLE tokens (\n"
+        "        serial TEXT PRIMARY KEY NOT NULL,\n"
+        "        manufacturer TEXT NOT NULL,\n"
+        "        model TEXT NOT NULL,\n"
+        "        label TEXT NOT NULL,\n"
+        "        first_seen INTEGER NOT NULL,\n"
+        "        last_seen INTEGER NOT NULL\n"
+        ");\n"
+        "CREATE TABLE custody (\n"
+        "        id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+        "        serial TEXT NOT NULL CHECK (serial <> ''),\n"
+        "        kind TEXT NOT NULL CHECK (kind IN ('organization', 'personal', 'device')),\n"
+        "        holder TEXT NOT NULL CHECK (holder <> ''),\n"
+        "        organization TEXT,\n"
+        "        decision_ref TEXT NOT NULL,\n"
+        "        decision_date TEXT NOT NULL,\n"
+        "        decision_signer TEXT,\n"
+        "        valid_from INTEGER NOT NULL,\n"
+        "        valid_until INTEGER NOT NULL,\n"
+        "        state TEXT NOT NULL CHECK (state IN ('active', 'lost', 'revoked', 'returned', 'locked')),\n"
+        "        state_reason TEXT,\n"
+        "        pin_change_required INTEGER NOT NULL CHECK (pin_change_required IN (0, 1)),\n"
+        "        created_at INTEGER NOT NULL,\n"
+        "        created_by TEXT NOT NULL,\n"
+        "        updated_at INTEGER NOT NULL,\n"
+        "        updated_by TEXT NOT NULL\n"
+        ");\n"
+        "CREATE INDEX custody_serial_id ON custody (serial, id);\n"
+        "CREATE TABLE handovers (\n"
+        "        id INTEGER PRIMARY KEY AUTOINCREMENT,\n"
+        "        serial TEXT NOT NULL,\n"
+        "        from_holder TEXT NOT NULL,\n"
+        "        to_holder TEXT NOT NULL,\n"
+        "        minutes_ref TEXT NOT NULL,\n"
+        "        at INTEGER NOT NULL,\n"
+        "        recorded_by TEXT NOT NULL\n"
+        ");\n"
+        "CREATE INDEX handovers_serial ON handovers (serial);\n"
+        "PRAGMA user_version = 1;\n";
+
+/* A version-1 file as a version-1 kysod left it: WAL mode, a token, a token's custody history (record 2
+ * deleted by hand, so AUTOINCREMENT's memory matters), a handover. */
+static void make_v1_database(const char *path, const char *extra_sql)
+{
+        raw_exec(path, "PRAGMA journal_mode = WAL");
+        raw_exec(path, v1_schema);
+        raw_exec(path,
+                "INSERT INTO tokens VALUES ('V1-TOK', 'Bkav Corp', 'BkavCA', 'Chữ ký số', 100, 200);"
+                "INSERT INTO custody VALUES (1, 'V1-TOK', 'personal', 'nguyenvana', NULL, '1/QĐ', "
+                "'2024-01-02', NULL, 1700000000, 0, 'active', NULL, 0, 10, 'admin', 10, 'admin');"
+                "INSERT INTO custody VALUES (2, 'V1-TOK', 'personal', 'x', NULL, '1/QĐ', "
+                "'2024-01-02', NULL, 1700000000, 0, 'active', NULL, 0, 15, 'admin', 15, 'admin');"
+                "INSERT INTO custody VALUES (3, 'V1-TOK', 'organization', '@vanthu', 'UBND', '2/QĐ', "
+                "'2024-02-03', 'Trần B', 1700000000, 1800000000, 'locked', 'khoá', 1, 20, 'admin', 30, "
+                "'clerk');"
+                "DELETE FROM custody WHERE id = 3;"
+                "INSERT INTO custody VALUES (3, 'V1-TOK', 'organization', '@vanthu', 'UBND', '2/QĐ', "
+                "'2024-02-03', 'Trần B', 1700000000, 1800000000, 'locked', 'khoá', 1, 20, 'admin', 30, "
+                "'clerk');"
+                "INSERT INTO custody VALUES (4, 'V1-TOK', 'personal', 'gone', NULL, '3/QĐ', "
+                "'2024-03-04', NULL, 1700000000, 0, 'active', NULL, 0, 40, 'admin', 40, 'admin');"
+                "DELETE FROM custody WHERE id IN (2, 4);"
+                "INSERT INTO handovers VALUES (1, 'V1-TOK', 'nguyenvana', '@vanthu', '05/BB', 20, "
+                "'admin');");
+        if (extra_sql)
+                raw_exec(path, extra_sql);
+        assert_int_equal(raw_int(path, "PRAGMA user_version"), 1);
+}
+
+static void test_migrate_from_v1(void **state)
+{
+        char path[PATH_MAX];
+        Store *s = NULL;
+        StoreToken t = {};
+        CustodyRecord cur = {}, *h = NULL, add = record("V1-TOK", "tranthib", "9/QĐ");
+        Handover *ho = NULL;
+        AuditRecord a = { .at = 50, .event = (char *) "login", .result = (char *) "CKR_OK" };
+        AuditVerdict v;
+        int64_t id = 0, at = 0;
+        size_t n = 0;
+
+        snprintf(path, sizeof(path), "%s", db_path("v1"));
+        make_v1_database(path, NULL);
+        assert_int_equal(store_schema_version(), 2);
+
+        assert_int_equal(store_open(path, &s), 0);
+        assert_int_equal(raw_int(path, "PRAGMA user_version"), 2);
+        assert_int_equal(raw_int(path,
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name IN "
+                "('pin_changes', 'certificates', 'audit', 'audit_head')"), 4);
+        assert_int_equal(raw_int(path,
+                "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN "
+                "('pin_changes_serial_at', 'certificates_serial', 'audit_serial_at', 'audit_uid_at', "
+                "'audit_at')"), 5);
+
+        /* Every version-1 row is still there, unchanged. */
+        assert_int_equal(store_token_get(s, "V1-TOK", &t), 0);
+        assert_string_equal(t.manufacturer, "Bkav Corp");
+        assert_string_equal(t.label, "Chữ ký số");
+        assert_int_equal(t.first_seen, 100);
+        assert_int_equal(t.last_seen, 200);
+        store_token_done(&t);
+        assert_int_equal(store_custody_history(s, "V1-TOK", &h, &n), 0);
+        assert_int_equal(n, 2);
+        assert_int_equal(h[0].id, 1);
+        assert_string_equal(h[0].holder, "nguyenvana");
+        assert_int_equal(h[1].id, 3);
+        assert_int_equal(h[1].kind, CUSTODY_KIND_ORGANIZATION);
+        assert_string_equal(h[1].holder, "@vanthu");
+        assert_string_equal(h[1].organization, "UBND");
+        assert_string_equal(h[1].decision_signer, "Trần B");
+        assert_int_equal(h[1].valid_until, 1800000000);
+        assert_int_equal(h[1].state, CUSTODY_STATE_LOCKED);
+        assert_string_equal(h[1].state_reason, "khoá");
+        assert_true(h[1].pin_change_required);
+        assert_int_equal(h[1].updated_at, 30);
+        assert_string_equal(h[1].updated_by, "clerk");
+        custody_records_free(h, n);
+        assert_int_equal(store_handovers(s, "V1-TOK", &ho, &n), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(ho[0].to_holder, "@vanthu");
+        handovers_free(ho, n);
+
+        /* AUTOINCREMENT's memory came along: a deleted id is not handed out again, and the new record is
+         * the current one. */
+        assert_int_equal(store_custody_add(s, &add, 60, "admin", &id), 0);
+        assert_int_equal(id, 5);
+        assert_int_equal(store_custody_current(s, "V1-TOK", &cur), 0);
+        assert_string_equal(cur.holder, "tranthib");
+        custody_record_done(&cur);
+
+        /* The new tables work, and start empty. */
+        assert_int_equal(store_audit_verify(s, &v), 0);
+        assert_true(v.intact);
+        assert_int_equal(v.checked, 0);
+        assert_int_equal(store_pin_last_change(s, "V1-TOK", &at), -ENOENT);
+        assert_int_equal(store_pin_changed(s, "V1-TOK", 70, 1000, "C_SetPIN"), 0);
+        assert_int_equal(store_audit_append(s, &a), 0);
+        assert_int_equal(a.id, 1);
+        store_close(s);
+
+        /* Opening again migrates nothing. */
+        assert_int_equal(store_open(path, &s), 0);
+        assert_int_equal(store_pin_last_change(s, "V1-TOK", &at), 0);
+        assert_int_equal(at, 70);
+        assert_int_equal(store_audit_verify(s, &v), 0);
+        assert_true(v.intact);
+        assert_int_equal(v.checked, 1);
+        store_close(s);
+        assert_int_equal(raw_int(path, "PRAGMA user_version"), 2);
+        {
+                _cleanup_(freep) char *ok = integrity_check(path);
+
+                assert_string_equal(ok, "ok");
+        }
+}
+
+/* Migration 2 runs in one transaction: if any statement of it fails, none of it stays, and the file is a
+ * version-1 file with its data, as before. */
+static void test_migrate_from_v1_fails_whole(void **state)
+{
+        char path[PATH_MAX];
+        Store *s = NULL;
+
+        snprintf(path, sizeof(path), "%s", db_path("v1-conflict"));
+        /* A table in the way of the last CREATE TABLE of migration 2. */
+        make_v1_database(path, "CREATE TABLE audit_head (x)");
+        assert_int_equal(store_open(path, &s), -EIO);
+        assert_null(s);
+        assert_int_equal(raw_int(path, "PRAGMA user_version"), 1);
+        assert_int_equal(raw_int(path,
+                "SELECT count(*) FROM sqlite_master WHERE name IN ('pin_changes', 'certificates', 'audit')"),
+                0);
+        assert_int_equal(raw_int(path, "SELECT count(*) FROM custody"), 2);
+
+        /* Out of the way, the same file migrates. */
+        raw_exec(path, "DROP TABLE audit_head");
+        assert_int_equal(store_open(path, &s), 0);
+        assert_int_equal(raw_int(path, "PRAGMA user_version"), 2);
+        assert_int_equal(history_count(s, "V1-TOK"), 2);
+        store_close(s);
+}
+
+/* ---- PIN changes ---- */
+
+static void test_pin_changes(void **state)
+{
+        Store *s = NULL;
+        int64_t at = -7;
+
+        assert_int_equal(store_open(db_path("pin"), &s), 0);
+        assert_int_equal(store_pin_last_change(s, "PIN-A", &at), -ENOENT);
+        assert_int_equal(at, -7); /* untouched */
+
+        assert_int_equal(store_pin_changed(s, "PIN-A   ", 100, 1000, "C_InitPIN"), 0);
+        assert_int_equal(store_pin_last_change(s, "PIN-A", &at), 0);
+        assert_int_equal(at, 100);
+        assert_int_equal(store_pin_changed(s, "PIN-A", 300, 1000, "C_SetPIN"), 0);
+        /* Recorded later with an earlier time (a clock set back): the PIN is not older than 300. */
+        assert_int_equal(store_pin_changed(s, "PIN-A", 200, 0, "C_SetPIN"), 0);
+        assert_int_equal(store_pin_last_change(s, "  PIN-A", &at), 0);
+        assert_int_equal(at, 300);
+        assert_int_equal(store_pin_changed(s, "PIN-B", 400, 1001, "C_SetPIN"), 0);
+        assert_int_equal(store_pin_last_change(s, "PIN-A", &at), 0);
+        assert_int_equal(at, 300);
+        assert_int_equal(store_pin_last_change(s, "PIN-B", &at), 0);
+        assert_int_equal(at, 400);
+        assert_int_equal(raw_int(db_path("pin"), "SELECT count(*) FROM pin_changes WHERE serial = 'PIN-A'"),
+                         3);
+        assert_int_equal(raw_int(db_path("pin"), "SELECT uid FROM pin_changes WHERE at = 400"), 1001);
+
+        assert_int_equal(store_pin_changed(s, NULL, 1, 0, "C_SetPIN"), -EINVAL);
+        assert_int_equal(store_pin_changed(s, "   ", 1, 0, "C_SetPIN"), -EINVAL);
+        assert_int_equal(store_pin_changed(s, "PIN-C", 1, 0, NULL), -EINVAL);
+        assert_int_equal(store_pin_changed(s, "PIN-C", 1, 0, ""), -EINVAL);
+        assert_int_equal(store_pin_last_change(s, "PIN-C", &at), -ENOENT);
+        assert_int_equal(store_pin_last_change(s, "PIN-A", NULL), -EINVAL);
+        assert_int_equal(store_pin_last_change(NULL, "PIN-A", &at), -EINVAL);
+        store_close(s);
+}
+
+/* ---- certificates ---- */
+
+static void test_certificates(void **state)
+{
+        Store *s = NULL;
+        StoreCertificate c[2] = {
+                {
+                        .serial = (char *) "ignored",
+                        .key_id = (char *) "0a1b2c",
+                        .label = (char *) "Chữ ký số",
+                        .subject = (char *) "CN=Nguyễn Văn A,O=UBND,C=VN",
+                        .issuer = (char *) "CN=Bkav CA,O=Bkav Corporation,C=VN",
+                        .not_before = 1700000000,
+                        .not_after = 1800000000,
+                },
+                { .subject = (char *) "CN=second", .not_before = -5, .not_after = INT64_MAX },
+        };
+        StoreCertificate *got = NULL;
+        size_t n = 99;
+
+        assert_int_equal(store_open(db_path("certs"), &s), 0);
+        assert_int_equal(store_certificates(s, "CERT-A", &got, &n), 0);
+        assert_int_equal(n, 0);
+        free(got);
+
+        assert_int_equal(store_certificates_set(s, "CERT-A  ", c, 2), 0);
+        assert_int_equal(store_certificates_set(s, "CERT-B", c, 1), 0);
+        assert_int_equal(store_certificates(s, "CERT-A", &got, &n), 0);
+        assert_int_equal(n, 2);
+        assert_string_equal(got[0].serial, "CERT-A"); /* the argument's, trimmed */
+        assert_string_equal(got[0].key_id, "0a1b2c");
+        assert_string_equal(got[0].label, "Chữ ký số");
+        assert_string_equal(got[0].subject, "CN=Nguyễn Văn A,O=UBND,C=VN");
+        assert_string_equal(got[0].issuer, "CN=Bkav CA,O=Bkav Corporation,C=VN");
+        assert_int_equal(got[0].not_before, 1700000000);
+        assert_int_equal(got[0].not_after, 1800000000);
+        /* Missing strings come back empty, never NULL. */
+        assert_string_equal(got[1].serial, "CERT-A");
+        assert_string_equal(got[1].key_id, "");
+        assert_string_equal(got[1].label, "");
+        assert_string_equal(got[1].subject, "CN=second");
+        assert_string_equal(got[1].issuer, "");
+        assert_true(got[1].not_before == -5);
+        assert_true(got[1].not_after == INT64_MAX);
+        store_certificates_free(got, n);
+
+        /* Replaced, not added to; another token's stay. */
+        c[1].key_id = (char *) "ff";
+        assert_int_equal(store_certificates_set(s, "CERT-A", &c[1], 1), 0);
+        assert_int_equal(store_certificates(s, "CERT-A", &got, &n), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(got[0].key_id, "ff");
+        store_certificates_free(got, n);
+        assert_int_equal(store_certificates_set(s, "CERT-A", NULL, 0), 0);
+        assert_int_equal(store_certificates(s, "CERT-A", &got, &n), 0);
+        assert_int_equal(n, 0);
+        store_certificates_free(got, n);
+        assert_int_equal(store_certificates(s, "CERT-B", &got, &n), 0);
+        assert_int_equal(n, 1);
+        assert_string_equal(got[0].subject, "CN=Nguyễn Văn A,O=UBND,C=VN");
+        store_certificates_free(got, n);
+
+        assert_int_equal(store_certificates_set(s, "CERT-B", NULL, 1), -EINVAL);
+        assert_int_equal(store_certificates_set(s, " ", c, 1), -EINVAL);
+        assert_int_equal(store_certificates(s, NULL, &got, &n), -EINVAL);
+        assert_int_equal(raw_int(db_path("certs"), "SELECT count(*) FROM certificates"), 1);
+        store_certificate_done(NULL);
+        store_certificates_free(NULL, 0);
+        store_close(s);
+}
+
+/* ---- the audit log ---- */
+
+static void put_be(uint8_t *buf, size_t *n, uint64_t v, int bytes)
+{
+        for (int i = bytes - 1; i >= 0; i--)
+                buf[(*n)++] = (uint8_t) (v >> (8 * i));
+}
+
+/* The chain's formula written out again, independently of the store: a change to either shows here. */
+static void expected_hash(const uint8_t prev[32], int64_t id, const AuditRecord *r, uint8_t out[32])
+{
+        const char *texts[] = {
+                r->event, r->exe, r->serial, r->key_id, r->key_label, r->mechanism, r->result, r->detail,
+        };
+        uint8_t buf[8192];
+        unsigned len = 0;
+        size_t n = 0;
+
+        memcpy(buf, prev, 32);
+        n = 32;
+        put_be(buf, &n, (uint64_t) id, 8);
+        put_be(buf, &n, (uint64_t) r->at, 8);
+        put_be(buf, &n, r->uid, 4);
+        put_be(buf, &n, (uint32_t) r->pid, 4);
+        for (size_t i = 0; i < ELEMENTSOF(texts); i++) {
+                const char *t = texts[i] ?: "";
+                size_t l = strlen(t);
+
+                assert_true(n + 4 + l <= sizeof(buf));
+                put_be(buf, &n, l, 4);
+                memcpy(buf + n, t, l);
+                n += l;
+        }
+        assert_int_equal(EVP_Digest(buf, n, out, &len, EVP_sha256(), NULL), 1);
+        assert_int_equal(len, 32);
+}
+
+/* The i-th record of the logs below (i from 1). */
+static AuditRecord audit_sample(int i, char *detail, size_t size)
+{
+        static const char *const events[] = { "login", "sign", "sign", "logout" };
+
+        snprintf(detail, size, "bản ghi %d", i);
+        return (AuditRecord) {
+                .at = 1000 + 10 * i,
+                .event = (char *) events[i % 4],
+                .uid = 1000 + (uint32_t) (i % 3),
+                .pid = 4000 + i,
+                .exe = (char *) "/usr/bin/libreoffice",
+                .serial = (char *) (i % 2 ? "TOK-A" : "TOK-B"),
+                .key_id = (char *) "0a1b",
+                .key_label = (char *) "Khóa ký",
+                .mechanism = (char *) (i % 4 == 1 || i % 4 == 2 ? "CKM_SHA256_RSA_PKCS" : ""),
+                .result = (char *) (i % 5 == 0 ? "CKR_PIN_INCORRECT" : "CKR_OK"),
+                .detail = detail,
+        };
+}
+
+static void audit_fill(Store *s, int from, int to)
+{
+        char detail[64];
+
+        for (int i = from; i <= to; i++) {
+                AuditRecord a = audit_sample(i, detail, sizeof(detail));
+
+                assert_int_equal(store_audit_append(s, &a), 0);
+                assert_int_equal(a.id, i);
+        }
+}
+
+static AuditVerdict verify(const char *path)
+{
+        AuditVerdict v;
+        Store *s = NULL;
+
+        memset(&v, 0xaa, sizeof(v));
+        assert_int_equal(store_open(path, &s), 0);
+        assert_int_equal(store_audit_verify(s, &v), 0);
+        store_close(s);
+        return v;
+}
+
+#define assert_intact(v)                                                                                   \
+        do {                                                                                               \
+                AuditVerdict _v = (v);                                                                     \
+                if (!_v.intact)                                                                            \
+                        fail_msg("not intact: record %" PRId64 ": %s", _v.first_bad_id, _v.reason);       \
+                assert_int_equal(_v.first_bad_id, 0);                                                      \
+        } while (0)
+
+static void test_audit_append(void **state)
+{
+        char detail[64], path[PATH_MAX];
+        AuditRecord a, b, *got = NULL;
+        uint8_t zero[32] = {}, h[32];
+        Store *s = NULL;
+        size_t n;
+
+        snprintf(path, sizeof(path), "%s", db_path("audit-append"));
+        assert_int_equal(store_open(path, &s), 0);
+
+        a = audit_sample(1, detail, sizeof(detail));
+        assert_int_equal(store_audit_append(s, &a), 0);
+        assert_int_equal(a.id, 1);
+        assert_memory_equal(a.prev_hash, zero, 32);
+        expected_hash(zero, 1, &a, h);
+        assert_memory_equal(a.hash, h, 32);
+
+        /* Only event is required; NULL strings are stored as "", the serial without its padding. */
+        b = (AuditRecord) { .at = -3, .event = (char *) "custody", .uid = UINT32_MAX, .pid = -1,
+                            .serial = (char *) "  TOK-A  " };
+        assert_int_equal(store_audit_append(s, &b), 0);
+        assert_int_equal(b.id, 2);
+        assert_memory_equal(b.prev_hash, a.hash, 32);
+        b.serial = (char *) "TOK-A";
+        expected_hash(a.hash, 2, &b, h);
+        assert_memory_equal(b.hash, h, 32);
+
+        assert_int_equal(store_audit_query(s, NULL, &got, &n), 0);
+        assert_int_equal(n, 2);
+        assert_int_equal(got[0].id, 1);
+        assert_int_equal(got[0].at, 1010);
+        assert_string_equal(got[0].event, "sign");
+        assert_int_equal(got[0].uid, 1001);
+        assert_int_equal(got[0].pid, 4001);
+        assert_string_equal(got[0].exe, "/usr/bin/libreoffice");
+        assert_string_equal(got[0].serial, "TOK-A");
+        assert_string_equal(got[0].key_id, "0a1b");
+        assert_string_equal(got[0].key_label, "Khóa ký");
+        assert_string_equal(got[0].mechanism, "CKM_SHA256_RSA_PKCS");
+        assert_string_equal(got[0].result, "CKR_OK");
+        assert_string_equal(got[0].detail, "bản ghi 1");
+        assert_memory_equal(got[0].prev_hash, zero, 32);
+        assert_memory_equal(got[0].hash, a.hash, 32);
+        assert_int_equal(got[1].at, -3);
+        assert_int_equal(got[1].uid, UINT32_MAX);
+        assert_int_equal(got[1].pid, -1);
+        assert_string_equal(got[1].serial, "TOK-A");
+        assert_string_equal(got[1].exe, "");
+        assert_string_equal(got[1].key_id, "");
+        assert_string_equal(got[1].key_label, "");
+        assert_string_equal(got[1].mechanism, "");
+        assert_string_equal(got[1].result, "");
+        assert_string_equal(got[1].detail, "");
+        assert_memory_equal(got[1].prev_hash, a.hash, 32);
+        assert_memory_equal(got[1].hash, b.hash, 32);
+        audit_records_free(got, n);
+
+        /* Refused, and nothing is written or filled in. */
+        b = (AuditRecord) { .id = 77, .event = (char *) "" };
+        assert_int_equal(store_audit_append(s, &b), -EINVAL);
+        b.event = NULL;
+        assert_int_equal(store_audit_append(s, &b), -EINVAL);
+        assert_int_equal(b.id, 77);
+        assert_int_equal(store_audit_append(s, NULL), -EINVAL);
+        assert_int_equal(store_audit_append(NULL, &a), -EINVAL);
+        assert_int_equal(raw_int(path, "SELECT count(*) FROM audit"), 2);
+        assert_int_equal(raw_int(path, "SELECT last_id FROM audit_head"), 2);
+        audit_record_done(NULL);
+        audit_records_free(NULL, 0);
+        store_close(s);
+}
+
+static void assert_ids(const AuditRecord *a, size_t n, const int64_t *ids, size_t n_ids)
+{
+        if (n != n_ids)
+                fail_msg("%zu records, expected %zu", n, n_ids);
+        for (size_t i = 0; i < n; i++)
+                if (a[i].id != ids[i])
+                        fail_msg("record %zu is %" PRId64 ", expected %" PRId64, i, a[i].id, ids[i]);
+}
+
+#define QUERY(s, uid_, expect, ...)                                                                        \
+        do {                                                                                               \
+                const AuditFilter _f = { .uid = (uid_), __VA_ARGS__ };                                      \
+                const int64_t _ids[] = expect;                                                             \
+                AuditRecord *_a = NULL;                                                                    \
+                size_t _n = 0;                                                                             \
+                assert_int_equal(store_audit_query((s), &_f, &_a, &_n), 0);                                \
+                assert_ids(_a, _n, _ids, ELEMENTSOF(_ids) - 1);                                            \
+                audit_records_free(_a, _n);                                                                \
+        } while (0)
+/* The id lists end in a 0 that is not an id, so that an empty answer can be written NONE. */
+#define IDS(...) { __VA_ARGS__, 0 }
+#define NONE { 0 }
+
+static void test_audit_query(void **state)
+{
+        Store *s = NULL;
+        AuditFilter f = { .uid = -2 };
+        AuditRecord *got = NULL;
+        uint64_t count = 99;
+        size_t n;
+
+        assert_int_equal(store_open(db_path("audit-query"), &s), 0);
+        QUERY(s, -1, NONE, .since = 0); /* nothing yet */
+        /* Records 1..12: at = 1000 + 10 i; event login (i%4 0), sign (1, 2), logout (3); uid 1000 + i%3;
+         * serial TOK-A for odd i; result CKR_PIN_INCORRECT for i%5 == 0. */
+        audit_fill(s, 1, 12);
+
+        QUERY(s, -1, IDS(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12), .since = 0);
+        QUERY(s, -1, IDS(3, 4, 5), .since = 1030, .until = 1060);
+        QUERY(s, -1, IDS(10, 11, 12), .since = 1100);
+        QUERY(s, -1, IDS(1, 2), .until = 1030);
+        QUERY(s, -1, IDS(1, 3, 5, 7, 9, 11), .serial = "TOK-A");
+        QUERY(s, -1, IDS(1, 3, 5, 7, 9, 11), .serial = "TOK-A    ");
+        QUERY(s, 1002, IDS(2, 5, 8, 11), .since = 0);
+        QUERY(s, -1, IDS(1, 2, 5, 6, 9, 10), .event = "sign");
+        QUERY(s, -1, IDS(5, 9), .event = "sign", .serial = "TOK-A", .since = 1020, .until = 1100);
+        QUERY(s, 1002, IDS(5, 11), .serial = "TOK-A");
+        QUERY(s, -1, NONE, .serial = "TOK-C");
+        QUERY(s, -1, NONE, .event = "decrypt");
+        QUERY(s, 0, NONE, .since = 0);
+        /* The newest `limit`, oldest first. */
+        QUERY(s, -1, IDS(10, 11, 12), .limit = 3);
+        QUERY(s, -1, IDS(12), .limit = 1);
+        QUERY(s, -1, IDS(9, 10), .event = "sign", .limit = 2);
+        QUERY(s, -1, IDS(7, 9), .serial = "TOK-A", .until = 1110, .limit = 2);
+        QUERY(s, -1, IDS(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12), .limit = 100);
+        QUERY(s, -1, IDS(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12), .limit = SIZE_MAX);
+
+        got = (AuditRecord *) &f;
+        n = 42;
+        assert_int_equal(store_audit_query(s, &f, &got, &n), -EINVAL);
+        f.uid = (int64_t) UINT32_MAX + 1;
+        assert_int_equal(store_audit_query(s, &f, &got, &n), -EINVAL);
+        assert_ptr_equal(got, &f);
+        assert_int_equal(n, 42);
+        f.uid = UINT32_MAX;
+        assert_int_equal(store_audit_query(s, &f, &got, &n), 0);
+        assert_int_equal(n, 0);
+        free(got);
+
+        /* Successful signatures of TOK-B: i = 2, 6 (10 failed); of TOK-A: 1 and 9 (5 failed). */
+        assert_int_equal(store_audit_count(s, "TOK-B", "sign", 0, 0, &count), 0);
+        assert_int_equal(count, 2);
+        assert_int_equal(store_audit_count(s, "TOK-A", "sign", 0, 0, &count), 0);
+        assert_int_equal(count, 2);
+        /* [since, until): since counts, until does not. */
+        assert_int_equal(store_audit_count(s, "TOK-A", "sign", 1010, 1090, &count), 0);
+        assert_int_equal(count, 1);
+        assert_int_equal(store_audit_count(s, "TOK-A", "sign", 1011, 1090, &count), 0);
+        assert_int_equal(count, 0);
+        assert_int_equal(store_audit_count(s, "TOK-A", "sign", 1011, 1091, &count), 0);
+        assert_int_equal(count, 1);
+        assert_int_equal(store_audit_count(s, "TOK-A  ", "sign", 1090, 0, &count), 0);
+        assert_int_equal(count, 1);
+        assert_int_equal(store_audit_count(s, "TOK-A", "sign", 0, 1090, &count), 0);
+        assert_int_equal(count, 1);
+        assert_int_equal(store_audit_count(s, "TOK-A", "sign", 0, INT64_MIN, &count), 0);
+        assert_int_equal(count, 0);
+        assert_int_equal(store_audit_count(s, "TOK-B", "login", 0, 0, &count), 0);
+        assert_int_equal(count, 3);
+        assert_int_equal(store_audit_count(s, "TOK-B", "logout", 0, 0, &count), 0);
+        assert_int_equal(count, 0);
+        count = 7;
+        assert_int_equal(store_audit_count(s, NULL, "sign", 0, 0, &count), -EINVAL);
+        assert_int_equal(store_audit_count(s, "TOK-A", "", 0, 0, &count), -EINVAL);
+        assert_int_equal(count, 7);
+        store_close(s);
+}
+
+static void test_audit_verify_intact(void **state)
+{
+        char path[PATH_MAX];
+        AuditVerdict v;
+        Store *s = NULL;
+
+        snprintf(path, sizeof(path), "%s", db_path("audit-intact"));
+        assert_int_equal(store_open(path, &s), 0);
+        /* No records and no head: nothing was ever logged, and that is intact. */
+        memset(&v, 0xaa, sizeof(v));
+        assert_int_equal(store_audit_verify(s, &v), 0);
+        assert_intact(v);
+        assert_int_equal(v.checked, 0);
+        assert_string_equal(v.reason, "");
+
+        audit_fill(s, 1, 1);
+        assert_int_equal(store_audit_verify(s, &v), 0);
+        assert_intact(v);
+        assert_int_equal(v.checked, 1);
+
+        audit_fill(s, 2, 1000);
+        assert_int_equal(store_audit_verify(s, &v), 0);
+        assert_intact(v);
+        assert_int_equal(v.checked, 1000);
+        store_close(s);
+
+        /* Closed and opened again, and the head agrees. */
+        v = verify(path);
+        assert_intact(v);
+        assert_int_equal(v.checked, 1000);
+        assert_int_equal(raw_int(path, "SELECT last_id FROM audit_head WHERE k = 1"), 1000);
+        assert_int_equal(raw_int(path, "SELECT count(*) FROM audit_head"), 1);
+        assert_int_equal(store_audit_verify(NULL, &v), -EINVAL);
+}
+
+/* A fresh log of n records, tampered with by sql on a connection of its own, then verified. */
+static AuditVerdict tampered(const char *name, int n, const char *sql)
+{
+        char path[PATH_MAX];
+        Store *s = NULL;
+
+        snprintf(path, sizeof(path), "%s", db_path(name));
+        assert_int_equal(store_open(path, &s), 0);
+        audit_fill(s, 1, n);
+        store_close(s);
+        assert_intact(verify(path));
+        raw_exec(path, sql);
+        return verify(path);
+}
+
+#define assert_broken(v, id, why)                                                                          \
+        do {                                                                                               \
+                AuditVerdict _v = (v);                                                                     \
+                if (_v.intact)                                                                             \
+                        fail_msg("tampering not caught (expected record %d: %s)", (int) (id), why);        \
+                if (_v.first_bad_id != (id) || !streq(_v.reason, why))                                     \
+                        fail_msg("caught at record %" PRId64 " (%s), expected %d (%s)", _v.first_bad_id,   \
+                                 _v.reason, (int) (id), why);                                              \
+        } while (0)
+
+/* (a) One field of a middle record changed: every field is covered by the hash, and the type counts too. */
+static void test_audit_tamper_update(void **state)
+{
+        static const char *const edits[] = {
+                "at = at + 1",
+                "uid = uid + 1",
+                "pid = pid + 1",
+                "event = 'logout'",
+                "exe = '/tmp/evil'",
+                "serial = 'TOK-Z'",
+                "key_id = '0a1c'",
+                "key_label = 'Khoa ky'",
+                "mechanism = 'CKM_RSA_PKCS'",
+                "result = 'CKR_OK'", /* record 5 failed: now it looks as if it worked */
+                "detail = detail || ' '",
+                "detail = CAST(detail AS BLOB)",
+                "uid = uid + 4294967296",
+                "hash = zeroblob(32)",
+        };
+        char name[32], sql[128];
+
+        for (size_t i = 0; i < ELEMENTSOF(edits); i++) {
+                snprintf(name, sizeof(name), "tamper-a%zu", i);
+                snprintf(sql, sizeof(sql), "UPDATE audit SET %s WHERE id = 5", edits[i]);
+                assert_broken(tampered(name, 10, sql), 5, "record 5 was changed");
+        }
+        /* The link itself. */
+        assert_broken(tampered("tamper-a-prev", 10,
+                               "UPDATE audit SET prev_hash = zeroblob(32) WHERE id = 5"),
+                      5, "record 5 does not follow record 4");
+        assert_broken(tampered("tamper-a-first", 10, "UPDATE audit SET detail = 'x' WHERE id = 1"), 1,
+                      "record 1 was changed");
+        assert_broken(tampered("tamper-a-last", 10, "UPDATE audit SET detail = 'x' WHERE id = 10"), 10,
+                      "record 10 was changed");
+}
+
+/* (b) A middle record deleted: the gap. */
+static void test_audit_tamper_delete(void **state)
+{
+        assert_broken(tampered("tamper-b", 10, "DELETE FROM audit WHERE id = 5"), 5, "record 5 is missing");
+        assert_broken(tampered("tamper-b-range", 10, "DELETE FROM audit WHERE id BETWEEN 3 AND 6"), 3,
+                      "record 3 is missing");
+        assert_broken(tampered("tamper-b-first", 10, "DELETE FROM audit WHERE id = 1"), 1,
+                      "record 1 is missing");
+}
+
+/* (c) Records cut from the end leave a whole chain: only the head shows it. */
+static void test_audit_tamper_truncate(void **state)
+{
+        assert_broken(tampered("tamper-c", 10, "DELETE FROM audit WHERE id = 10"), 10,
+                      "records after 9 were deleted");
+        assert_broken(tampered("tamper-c-3", 10, "DELETE FROM audit WHERE id >= 8"), 8,
+                      "records after 7 were deleted");
+        assert_broken(tampered("tamper-c-all", 10, "DELETE FROM audit"), 1, "every record was deleted");
+        /* And the head: removed, moved back (as if the last records had been added behind its back), or
+         * pointing at the right record with the wrong hash. */
+        assert_broken(tampered("tamper-c-nohead", 10, "DELETE FROM audit_head"), 1, "the head is missing");
+        assert_broken(tampered("tamper-c-back", 10, "UPDATE audit_head SET last_id = 8, last_hash = "
+                                                    "(SELECT hash FROM audit WHERE id = 8)"),
+                      9, "the head does not match: it names record 8, the last is 10");
+        assert_broken(tampered("tamper-c-hash", 10, "UPDATE audit_head SET last_hash = zeroblob(32)"), 10,
+                      "the head does not match record 10");
+        assert_broken(tampered("tamper-c-bad", 10, "UPDATE audit_head SET last_hash = x'00'"), 10,
+                      "the head is damaged");
+        /* Both cut and head moved back with them: the one thing a keyless chain cannot see. */
+        assert_intact(tampered("tamper-c-both", 10,
+                               "DELETE FROM audit WHERE id > 8; UPDATE audit_head SET last_id = 8, "
+                               "last_hash = (SELECT hash FROM audit WHERE id = 8)"));
+}
+
+/* (d) Records reordered: contents swapped under the same ids, or ids swapped. */
+static void test_audit_tamper_reorder(void **state)
+{
+        static const char cols[] = "at, event, uid, pid, exe, serial, key_id, key_label, mechanism, result, "
+                                   "detail, prev_hash, hash";
+        char sql[1024];
+
+        snprintf(sql, sizeof(sql),
+                 "CREATE TEMP TABLE t AS SELECT * FROM audit WHERE id IN (4, 6);"
+                 "UPDATE audit SET (%s) = (SELECT %s FROM t WHERE t.id = 10 - audit.id) WHERE id IN (4, 6);",
+                 cols, cols);
+        assert_broken(tampered("tamper-d", 10, sql), 4, "record 4 does not follow record 3");
+        assert_broken(tampered("tamper-d-ids", 10,
+                               "UPDATE audit SET id = -4 WHERE id = 4; UPDATE audit SET id = 4 WHERE id = 6;"
+                               "UPDATE audit SET id = 6 WHERE id = -4"),
+                      4, "record 4 does not follow record 3");
+        /* Neighbours, the last two (where the head still names id 10), and a record moved to id 0. */
+        assert_broken(tampered("tamper-d-next", 10,
+                               "UPDATE audit SET id = -4 WHERE id = 4; UPDATE audit SET id = 4 WHERE id = 5;"
+                               "UPDATE audit SET id = 5 WHERE id = -4"),
+                      4, "record 4 does not follow record 3");
+        assert_broken(tampered("tamper-d-end", 10,
+                               "UPDATE audit SET id = -9 WHERE id = 9; "
+                               "UPDATE audit SET id = 9 WHERE id = 10;"
+                               "UPDATE audit SET id = 10 WHERE id = -9"),
+                      9, "record 9 does not follow record 8");
+        assert_broken(tampered("tamper-d-zero", 10, "UPDATE audit SET id = 0 WHERE id = 1"), 1,
+                      "record 0 is out of sequence");
+}
+
+/* (e) A record changed and its own hash recomputed with the published formula: the next record's link
+ * still names the old hash. */
+static void test_audit_tamper_rehash(void **state)
+{
+        char path[PATH_MAX];
+        AuditRecord *a = NULL;
+        Store *s = NULL;
+        sqlite3 *db = NULL;
+        sqlite3_stmt *st = NULL;
+        uint8_t h[32];
+        size_t n = 0;
+
+        snprintf(path, sizeof(path), "%s", db_path("tamper-e"));
+        assert_int_equal(store_open(path, &s), 0);
+        audit_fill(s, 1, 10);
+        assert_int_equal(store_audit_query(s, NULL, &a, &n), 0);
+        store_close(s);
+        assert_int_equal(n, 10);
+
+        /* Record 5 failed (CKR_PIN_INCORRECT); make it a success, with a hash that fits. */
+        free(a[4].result);
+        a[4].result = strdup("CKR_OK");
+        assert_non_null(a[4].result);
+        expected_hash(a[3].hash, 5, &a[4], h);
+        assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+        assert_int_equal(sqlite3_prepare_v2(db, "UPDATE audit SET result = ?1, hash = ?2 WHERE id = 5", -1,
+                                            &st, NULL),
+                         SQLITE_OK);
+        assert_int_equal(sqlite3_bind_text(st, 1, a[4].result, -1, SQLITE_STATIC), SQLITE_OK);
+        assert_int_equal(sqlite3_bind_blob(st, 2, h, 32, SQLITE_STATIC), SQLITE_OK);
+        assert_int_equal(sqlite3_step(st), SQLITE_DONE);
+        assert_int_equal(sqlite3_changes(db), 1);
+        sqlite3_finalize(st);
+        assert_int_equal(sqlite3_close(db), SQLITE_OK);
+        audit_records_free(a, n);
+
+        /* Record 5 checks out by itself; 6 does not follow it. */
+        assert_broken(verify(path), 6, "record 6 does not follow record 5");
+}
+
+/* A damaged log is not appended to: a fresh link would hide the damage. */
+static void test_audit_damaged_head_refuses_append(void **state)
+{
+        char path[PATH_MAX], detail[64];
+        AuditRecord a = audit_sample(1, detail, sizeof(detail));
+        Store *s = NULL;
+
+        snprintf(path, sizeof(path), "%s", db_path("audit-nohead"));
+        assert_int_equal(store_open(path, &s), 0);
+        audit_fill(s, 1, 3);
+        store_close(s);
+        raw_exec(path, "DELETE FROM audit_head");
+        assert_int_equal(store_open(path, &s), 0);
+        a.id = 99;
+        assert_int_equal(store_audit_append(s, &a), -EIO);
+        assert_int_equal(a.id, 99);
+        store_close(s);
+        raw_exec(path, "INSERT INTO audit_head VALUES (1, 3, x'0102')");
+        assert_int_equal(store_open(path, &s), 0);
+        assert_int_equal(store_audit_append(s, &a), -EIO);
+        store_close(s);
+        assert_int_equal(raw_int(path, "SELECT count(*) FROM audit"), 3);
+
+        /* Records deleted in the middle do not stop the log: the next record follows the head, and the
+         * gap stays visible. */
+        snprintf(path, sizeof(path), "%s", db_path("audit-gap"));
+        assert_int_equal(store_open(path, &s), 0);
+        audit_fill(s, 1, 3);
+        store_close(s);
+        raw_exec(path, "DELETE FROM audit WHERE id = 2");
+        assert_int_equal(store_open(path, &s), 0);
+        assert_int_equal(store_audit_append(s, &a), 0);
+        assert_int_equal(a.id, 4);
+        store_close(s);
+        assert_broken(verify(path), 2, "record 2 is missing");
+}
+
 #define CHILD_CHECK(expr)                                                                                  \
         do {                                                                                               \
                 if (!(expr)) {                                                                             \
@@ -686,7 +1484,11 @@ static int read_only_unused(const char *path)
 static int read_only_in_use(const char *path)
 {
         CustodyRecord a = record("RO", "x", "1/QĐ"), cur = {};
+        AuditRecord ar = { .id = 99, .event = (char *) "sign", .result = (char *) "CKR_OK" };
+        StoreCertificate cert = { .subject = (char *) "CN=x" };
+        AuditVerdict v;
         Store *s = NULL;
+        int64_t at = 0;
 
         if (bind_read_only(tmpdir) < 0)
                 return EXIT_SKIP;
@@ -703,6 +1505,14 @@ static int read_only_in_use(const char *path)
         CHILD_CHECK(store_custody_set_state(s, "RO", CUSTODY_STATE_LOST, NULL, 2, "admin") == -EROFS);
         CHILD_CHECK(store_custody_set_pin_change_required(s, "RO", true, 2, "admin") == -EROFS);
         CHILD_CHECK(store_handover(s, "RO", "z", "1/BB", false, 2, "admin") == -EROFS);
+        /* Nothing may be done that cannot be logged: the append fails, and says so. */
+        CHILD_CHECK(store_audit_append(s, &ar) == -EROFS);
+        CHILD_CHECK(ar.id == 99);
+        CHILD_CHECK(store_pin_changed(s, "RO", 2, 0, "C_SetPIN") == -EROFS);
+        CHILD_CHECK(store_certificates_set(s, "RO", &cert, 1) == -EROFS);
+        /* The log still reads and verifies. */
+        CHILD_CHECK(store_audit_verify(s, &v) == 0 && v.intact && v.checked == 1);
+        CHILD_CHECK(store_pin_last_change(s, "RO", &at) == 0 && at == 1);
         CHILD_CHECK(store_custody_current(s, "RO", &cur) == 0);
         CHILD_CHECK(streq(cur.holder, "x") && cur.state == CUSTODY_STATE_ACTIVE && !cur.pin_change_required);
         custody_record_done(&cur);
@@ -714,6 +1524,7 @@ static void test_read_only(void **state)
 {
         char path[PATH_MAX];
         CustodyRecord a = record("RO", "x", "1/QĐ");
+        AuditRecord ar = { .event = (char *) "custody" };
         Store *s = NULL, *other = NULL;
         Handover *h = NULL;
         size_t n;
@@ -721,6 +1532,8 @@ static void test_read_only(void **state)
         snprintf(path, sizeof(path), "%s", db_path("readonly"));
         assert_int_equal(store_open(path, &s), 0);
         assert_int_equal(store_custody_add(s, &a, 1, "admin", NULL), 0);
+        assert_int_equal(store_audit_append(s, &ar), 0);
+        assert_int_equal(store_pin_changed(s, "RO", 1, 0, "C_InitPIN"), 0);
         store_close(s);
 
         run_in_mount_namespace(read_only_unused, path);
@@ -731,6 +1544,7 @@ static void test_read_only(void **state)
         assert_int_equal(store_handovers(other, "RO", &h, &n), 0);
         assert_int_equal(n, 0);
         free(h);
+        assert_int_equal(raw_int(path, "SELECT count(*) FROM audit"), 1);
         store_close(other);
 }
 
@@ -785,6 +1599,25 @@ static int disk_full(const char *dir)
         CHILD_CHECK(history_count_child(s, "FULL", &m) == 0 && m == n);
         CHILD_CHECK(store_custody_import(s, recs, 1, 1, "admin") == 1);
         CHILD_CHECK(history_count_child(s, "FULL", &m) == 0 && m == n + 1);
+
+        /* The audit log fills the rest: the append that does not fit leaves neither record nor head
+         * behind, so the chain stays whole and holds exactly the appends that returned 0. */
+        {
+                AuditRecord ar = { .event = (char *) "sign", .detail = big };
+                AuditVerdict v;
+                uint64_t appended = 0;
+
+                for (int64_t i = 0; i < 1000; i++) {
+                        ar.at = i;
+                        r = store_audit_append(s, &ar);
+                        if (r < 0)
+                                break;
+                        CHILD_CHECK(ar.id == (int64_t) appended + 1);
+                        appended++;
+                }
+                CHILD_CHECK(r == -ENOSPC);
+                CHILD_CHECK(store_audit_verify(s, &v) == 0 && v.intact && v.checked == appended);
+        }
         store_close(s);
         free(big);
         return EXIT_SUCCESS;
@@ -798,9 +1631,10 @@ static void test_disk_full(void **state)
 typedef struct Report {
         int64_t kind; /* REPORT_* */
         int64_t value;
+        int64_t at; /* REPORT_AUDIT: the record's time, value its id */
 } Report;
 
-enum { REPORT_CUSTODY, REPORT_HANDOVER, REPORT_SEEN, REPORT_IMPORT };
+enum { REPORT_CUSTODY, REPORT_HANDOVER, REPORT_SEEN, REPORT_IMPORT, REPORT_AUDIT };
 
 /* An import in the crash test: records for one serial of its own, with text long enough to span pages, so
  * that a torn commit would show as a batch neither whole nor absent. */
@@ -828,7 +1662,7 @@ _Noreturn static void crash_child(const char *path, int fd, int64_t base)
                 int r;
 
                 snprintf(holder, sizeof(holder), "h%" PRId64, i);
-                switch (i % 4) {
+                switch (i % 5) {
                 case 0:
                         a.holder = holder;
                         r = store_custody_add(s, &a, i, "crash", &id);
@@ -842,6 +1676,14 @@ _Noreturn static void crash_child(const char *path, int fd, int64_t base)
                         r = store_token_seen(s, "CRASH", "m", "m", holder, i);
                         rep.kind = REPORT_SEEN;
                         break;
+                case 4: {
+                        AuditRecord ar = { .at = i, .event = (char *) "sign", .serial = (char *) "CRASH",
+                                           .result = (char *) "CKR_OK", .detail = reason };
+
+                        r = store_audit_append(s, &ar);
+                        rep = (Report) { REPORT_AUDIT, ar.id, i };
+                        break;
+                }
                 default:
                         batch_serial(serial, sizeof(serial), i);
                         for (size_t k = 0; k < BATCH; k++) {
@@ -910,9 +1752,36 @@ static void check_batches(Store *s, const Report *reports, size_t n_reports, uns
         }
 }
 
+/* The log is whole (ids consecutive, every link and the head right) and holds every acknowledged record. */
+static void check_audit(Store *s, const Report *reports, size_t n_reports, unsigned it)
+{
+        AuditRecord *a = NULL;
+        AuditVerdict v;
+        size_t n = 0;
+
+        assert_int_equal(store_audit_verify(s, &v), 0);
+        if (!v.intact)
+                fail_msg("iteration %u: the audit log is broken at record %" PRId64 ": %s", it,
+                         v.first_bad_id, v.reason);
+        assert_int_equal(store_audit_query(s, NULL, &a, &n), 0);
+        assert_int_equal(v.checked, n);
+        for (size_t k = 0; k < n_reports; k++) {
+                const Report *r = &reports[k];
+
+                if (r->kind != REPORT_AUDIT)
+                        continue;
+                /* Verified consecutive from 1, so record id is at index id - 1. */
+                if (r->value < 1 || (uint64_t) r->value > n || a[r->value - 1].at != r->at)
+                        fail_msg("iteration %u: acknowledged audit record %" PRId64 " is lost", it,
+                                 r->value);
+        }
+        audit_records_free(a, n);
+}
+
 /*
  * SIGKILL at a random moment while the child writes: the file passes
- * integrity_check and holds every write the child was told had committed.
+ * integrity_check and holds every write the child was told had committed,
+ * and the audit log verifies.
  * This catches a write reported before its COMMIT, a transaction left open,
  * and a journal setting that lets a killed writer tear the file. It cannot
  * catch synchronous=NORMAL or OFF: after SIGKILL the kernel still writes
@@ -1033,6 +1902,7 @@ static void test_crash_safety(void **state)
                         custody_records_free(h, n_h);
                         handovers_free(ho, n_ho);
                         check_batches(s, reports, n_reports, it);
+                        check_audit(s, reports, n_reports, it);
                         store_close(s);
                 }
                 total += n_reports;
@@ -1075,6 +1945,19 @@ int main(void)
                 cmocka_unit_test(test_import),
                 cmocka_unit_test(test_utf8_round_trip),
                 cmocka_unit_test(test_newer_schema_refused),
+                cmocka_unit_test(test_migrate_from_v1),
+                cmocka_unit_test(test_migrate_from_v1_fails_whole),
+                cmocka_unit_test(test_pin_changes),
+                cmocka_unit_test(test_certificates),
+                cmocka_unit_test(test_audit_append),
+                cmocka_unit_test(test_audit_query),
+                cmocka_unit_test(test_audit_verify_intact),
+                cmocka_unit_test(test_audit_tamper_update),
+                cmocka_unit_test(test_audit_tamper_delete),
+                cmocka_unit_test(test_audit_tamper_truncate),
+                cmocka_unit_test(test_audit_tamper_reorder),
+                cmocka_unit_test(test_audit_tamper_rehash),
+                cmocka_unit_test(test_audit_damaged_head_refuses_append),
                 cmocka_unit_test(test_read_only),
                 cmocka_unit_test(test_disk_full),
                 cmocka_unit_test(test_crash_safety),

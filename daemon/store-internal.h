@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: LGPL-2.1-or-later */
+/*
+ * What the store's source files share and nothing else sees: the Store
+ * itself and the helpers that run SQL (daemon/store.c defines them). The
+ * audit log lives in daemon/store-audit.c only to keep each file readable;
+ * it is still the store, and these helpers are the only way either file
+ * talks to SQLite: prepared statements with bound parameters, errors logged
+ * once where they happen and passed up as -errno.
+ */
+#pragma once
+
+#include <sqlite3.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "macro.h"
+#include "store.h"
+
+struct Store {
+        sqlite3 *db;
+};
+
+DEFINE_TRIVIAL_CLEANUP_FUNC(sqlite3_stmt *, sqlite3_finalize);
+
+/* Logs SQLite's message for what failed and returns the errno for rc. */
+int sql_error(sqlite3 *db, int rc, const char *what);
+int sql_prepare(sqlite3 *db, const char *sql, sqlite3_stmt **ret);
+int sql_exec(sqlite3 *db, const char *sql, const char *what);
+/* Runs a statement that returns no rows; rc is what its binds left. */
+int sql_step_done(sqlite3 *db, sqlite3_stmt *st, int rc, const char *what);
+
+/* Binds keep the first failure in *rc, so a statement's binds are checked once. Strings are bound
+ * SQLITE_STATIC: the statement must be finalized before the strings go. NULL binds SQL NULL. */
+void bind_text_n(sqlite3_stmt *st, int i, const char *s, size_t n, int *rc);
+void bind_text(sqlite3_stmt *st, int i, const char *s, int *rc);
+/* A token string without the blanks PKCS#11 pads it with; NULL binds "". */
+void bind_trimmed(sqlite3_stmt *st, int i, const char *s, int *rc);
+void bind_int64(sqlite3_stmt *st, int i, int64_t v, int *rc);
+/* s (NULL: "") without leading and trailing blanks: the returned pointer is into s, *ret_n its length. */
+const char *trim_blanks(const char *s, size_t *ret_n);
+
+/* BEGIN IMMEDIATE: the write lock at once. */
+int tx_begin(sqlite3 *db);
+int tx_commit(sqlite3 *db);
+/* For _cleanup_: rolls back if a transaction is still open (a no-op after COMMIT). */
+void tx_rollbackp(sqlite3 **db);
+
+/* A copy of column i, NULL for SQL NULL. */
+int column_text(sqlite3_stmt *st, int i, char **ret);
+
+/* How to turn a row into an element of an array of some struct. */
+typedef struct RowType {
+        size_t size;
+        int (*from_row)(sqlite3_stmt *st, void *ret);
+        void (*done)(void *p);
+} RowType;
+
+/* Steps st to the end, every row into a new array; on failure nothing is returned. */
+int query_collect(sqlite3 *db, sqlite3_stmt *st, const RowType *t, void **ret, size_t *ret_n);
+
+#define DEFINE_ARRAY_FREE(name, type, done)                                                               \
+        void name(type *a, size_t n)                                                                       \
+        {                                                                                                  \
+                for (size_t i = 0; a && i < n; i++)                                                        \
+                        done(&a[i]);                                                                       \
+                free(a);                                                                                   \
+        }
+
+static inline bool isempty(const char *s)
+{
+        return !s || !*s;
+}
+
+static inline bool isblank_str(const char *s)
+{
+        return !s || s[strspn(s, " ")] == '\0';
+}
