@@ -143,6 +143,36 @@ static HandleKey key1(uint64_t a)
         return (HandleKey) { .a = a };
 }
 
+/*
+ * The client's executable for the audit log: /proc/PID/exe, which only the same user (or a privileged one)
+ * may read, else the process name from /proc/PID/comm, which everyone may, in brackets as ps(1) shows it.
+ */
+static void client_executable(pid_t pid, char *buf, size_t size)
+{
+        char path[64];
+        ssize_t n;
+        FILE *f;
+
+        snprintf(path, sizeof(path), "/proc/%d/exe", (int) pid);
+        n = readlink(path, buf, size - 1);
+        if (n > 0) {
+                buf[n] = '\0';
+                return;
+        }
+        buf[0] = '\0';
+        snprintf(path, sizeof(path), "/proc/%d/comm", (int) pid);
+        f = fopen(path, "re");
+        if (!f)
+                return;
+        if (size > 2 && fgets(buf + 1, (int) size - 2, f)) {
+                buf[0] = '[';
+                buf[strcspn(buf, "\n")] = '\0';
+                strcat(buf, "]");
+        } else
+                buf[0] = '\0';
+        fclose(f);
+}
+
 int broker_client_new(Client *conn, BrokerClient **ret)
 {
         BrokerClient *bc;
@@ -153,14 +183,7 @@ int broker_client_new(Client *conn, BrokerClient **ret)
         bc->conn = conn;
         bc->uid = client_uid(conn);
         bc->next_handle = 1;
-        {
-                char path[64];
-                ssize_t n;
-
-                snprintf(path, sizeof(path), "/proc/%d/exe", (int) client_pid(conn));
-                n = readlink(path, bc->exe, sizeof(bc->exe) - 1);
-                bc->exe[n > 0 ? n : 0] = '\0';
-        }
+        client_executable(client_pid(conn), bc->exe, sizeof(bc->exe));
         bc->sessions = handle_map_new();
         bc->objects = handle_map_new();
         bc->objects_rev = handle_map_new();

@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <systemd/sd-bus.h>
 #include <unistd.h>
 
@@ -14,6 +13,7 @@
 #include "clock.h"
 #include "config.h"
 #include "custody.h"
+#include "evqueue.h"
 #include "log.h"
 #include "macro.h"
 #include "report.h"
@@ -43,9 +43,12 @@ typedef enum BusEventType {
         BUS_EVENT_PIN_EXPIRING,
         BUS_EVENT_PIN_EXPIRED,
         BUS_EVENT_PIN_LOCKED,
+        BUS_EVENT_USB_ADDED,
+        BUS_EVENT_USB_REMOVED,
 } BusEventType;
 
 typedef struct BusEvent {
+        EvNode node; /* first: the queue's link */
         BusEventType type;
         char *serial;
         char *label;
@@ -54,7 +57,7 @@ typedef struct BusEvent {
         uid_t uid;
         pid_t pid;
         int64_t due_at;
-        struct BusEvent *next;
+        UsbDevice usb;
 } BusEvent;
 
 static BusMode bus_mode = BUS_NONE;
@@ -62,12 +65,8 @@ static sd_event *bus_event;
 static sd_bus *bus;
 static sd_event_source *reconnect_source, *queue_source, *sweep_source;
 static bool warned_unreachable;
-
-static pthread_mutex_t queue_lock = PTHREAD_MUTEX_INITIALIZER;
-static int queue_fd = -1;
-static BusEvent *queue_head, *queue_tail;
-static size_t queue_len;
-static bool queue_open;
+/* Closed (every push fails) until bus_start(): with --bus none, events go nowhere. */
+static EvQueue queue = EVQUEUE_INIT;
 
 static void bus_event_free(BusEvent *e)
 {
@@ -80,51 +79,42 @@ static void bus_event_free(BusEvent *e)
         free(e);
 }
 
+static BusEvent *event_new(BusEventType type, const char *serial, const char *label, const char *operation,
+                           const char *reason)
+{
+        BusEvent *e = calloc(1, sizeof(BusEvent));
+
+        if (!e)
+                return NULL;
+        e->type = type;
+        e->serial = strdup(serial ?: "");
+        e->label = strdup(label ?: "");
+        e->operation = strdup(operation ?: "");
+        e->reason = strdup(reason ?: "");
+        if (!e->serial || !e->label || !e->operation || !e->reason) {
+                bus_event_free(e);
+                return NULL;
+        }
+        return e;
+}
+
+static void push(BusEvent *e)
+{
+        if (e && !evqueue_push(&queue, &e->node))
+                bus_event_free(e); /* no bus, or the loop is far behind: properties carry the state */
+}
+
 static void enqueue(BusEventType type, const char *serial, const char *label, uid_t uid, pid_t pid,
                     const char *operation, const char *reason, int64_t due_at)
 {
-        BusEvent *e;
-        uint64_t one = 1;
+        BusEvent *e = event_new(type, serial, label, operation, reason);
 
-        pthread_mutex_lock(&queue_lock);
-        if (!queue_open || queue_len >= QUEUE_MAX) {
-                pthread_mutex_unlock(&queue_lock);
-                return;
+        if (e) {
+                e->uid = uid;
+                e->pid = pid;
+                e->due_at = due_at;
         }
-        pthread_mutex_unlock(&queue_lock);
-
-        e = calloc(1, sizeof(BusEvent));
-        if (!e)
-                return;
-        *e = (BusEvent) {
-                .type = type,
-                .serial = strdup(serial ?: ""),
-                .label = strdup(label ?: ""),
-                .operation = strdup(operation ?: ""),
-                .reason = strdup(reason ?: ""),
-                .uid = uid,
-                .pid = pid,
-                .due_at = due_at,
-        };
-        if (!e->serial || !e->label || !e->operation || !e->reason) {
-                bus_event_free(e);
-                return;
-        }
-
-        pthread_mutex_lock(&queue_lock);
-        if (!queue_open) {
-                pthread_mutex_unlock(&queue_lock);
-                bus_event_free(e);
-                return;
-        }
-        if (queue_tail)
-                queue_tail->next = e;
-        else
-                queue_head = e;
-        queue_tail = e;
-        queue_len++;
-        (void) !write(queue_fd, &one, sizeof(one));
-        pthread_mutex_unlock(&queue_lock);
+        push(e);
 }
 
 void bus_token_inserted(const char *serial, const char *label)
@@ -150,6 +140,15 @@ void bus_token_added(const char *serial)
 void bus_access_denied(const char *serial, uid_t uid, pid_t pid, const char *operation, const char *reason)
 {
         enqueue(BUS_EVENT_DENIED, serial, NULL, uid, pid, operation, reason, 0);
+}
+
+void bus_usb_event(bool added, const UsbDevice *d)
+{
+        BusEvent *e = event_new(added ? BUS_EVENT_USB_ADDED : BUS_EVENT_USB_REMOVED, NULL, NULL, NULL, NULL);
+
+        if (e)
+                e->usb = *d;
+        push(e);
 }
 
 void bus_pin_event(BusPinEvent what, const char *serial, int64_t due_at)
@@ -276,6 +275,8 @@ static int token_property(sd_bus *b, const char *path, const char *interface, co
                 r = sd_bus_message_append(reply, "s", c ? str_or_empty(c->state_reason) : "");
         else if (streq(property, "PinChangeRequired"))
                 r = sd_bus_message_append(reply, "b", c ? c->pin_change_required : false);
+        else if (streq(property, "UsbDevice"))
+                r = sd_bus_message_append(reply, "s", v.usb_device);
         else if (streq(property, "PinChangedAt"))
                 r = sd_bus_message_append(reply, "x", v.pin_changed_at);
         else if (streq(property, "PinDueAt"))
@@ -334,6 +335,7 @@ static const sd_bus_vtable token_vtable[] = {
         TOKEN_PROPERTY("StateReason", "s"),
         TOKEN_PROPERTY("PinChangeRequired", "b"),
         TOKEN_PROPERTY("Handovers", "a(sssxs)"),
+        TOKEN_PROPERTY("UsbDevice", "s"),
         TOKEN_PROPERTY("PinChangedAt", "x"),
         TOKEN_PROPERTY("PinDueAt", "x"),
         TOKEN_PROPERTY("PinState", "s"),
@@ -388,6 +390,19 @@ static int manager_property(sd_bus *b, const char *path, const char *interface, 
                                 description[k] = '\0';
                         r = sd_bus_message_append(reply, "(sss)", be->path, manufacturer, description);
                 }
+                return r < 0 ? r : sd_bus_message_close_container(reply);
+        }
+        if (streq(property, "UsbDevices")) {
+                _cleanup_(freep) UsbDevice *d = NULL;
+                size_t n = 0;
+
+                r = hotplug_devices(&d, &n);
+                if (r < 0)
+                        return r;
+                r = sd_bus_message_open_container(reply, 'a', "(qqsss)");
+                for (size_t i = 0; r >= 0 && i < n; i++)
+                        r = sd_bus_message_append(reply, "(qqsss)", d[i].vendor, d[i].product, d[i].name, d[i].serial,
+                                                  d[i].path);
                 return r < 0 ? r : sd_bus_message_close_container(reply);
         }
         if (streq(property, "Tokens")) {
@@ -805,6 +820,7 @@ static const sd_bus_vtable manager_vtable[] = {
         MANAGER_PROPERTY("UnknownTokens", "s", SD_BUS_VTABLE_PROPERTY_CONST),
         MANAGER_PROPERTY("AdminGroup", "s", SD_BUS_VTABLE_PROPERTY_CONST),
         MANAGER_PROPERTY("Tokens", "ao", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
+        MANAGER_PROPERTY("UsbDevices", "a(qqsss)", SD_BUS_VTABLE_PROPERTY_EMITS_CHANGE),
         MANAGER_PROPERTY("PinMaxAgeDays", "u", SD_BUS_VTABLE_PROPERTY_CONST),
         MANAGER_PROPERTY("PinWarnDays", "u", SD_BUS_VTABLE_PROPERTY_CONST),
         MANAGER_PROPERTY("PinMode", "s", SD_BUS_VTABLE_PROPERTY_CONST),
@@ -842,6 +858,14 @@ static const sd_bus_vtable manager_vtable[] = {
         SD_BUS_SIGNAL_WITH_NAMES("PinExpiring", "osx", SD_BUS_PARAM(token) SD_BUS_PARAM(serial) SD_BUS_PARAM(due_at), 0),
         SD_BUS_SIGNAL_WITH_NAMES("PinExpired", "osx", SD_BUS_PARAM(token) SD_BUS_PARAM(serial) SD_BUS_PARAM(due_at), 0),
         SD_BUS_SIGNAL_WITH_NAMES("PinLocked", "os", SD_BUS_PARAM(token) SD_BUS_PARAM(serial), 0),
+        SD_BUS_SIGNAL_WITH_NAMES("UsbDeviceAdded", "qqsss",
+                                 SD_BUS_PARAM(vendor) SD_BUS_PARAM(product) SD_BUS_PARAM(name) SD_BUS_PARAM(serial)
+                                         SD_BUS_PARAM(path),
+                                 0),
+        SD_BUS_SIGNAL_WITH_NAMES("UsbDeviceRemoved", "qqsss",
+                                 SD_BUS_PARAM(vendor) SD_BUS_PARAM(product) SD_BUS_PARAM(name) SD_BUS_PARAM(serial)
+                                         SD_BUS_PARAM(path),
+                                 0),
         SD_BUS_SIGNAL_WITH_NAMES("AccessDenied", "osuuss",
                                  SD_BUS_PARAM(token) SD_BUS_PARAM(serial) SD_BUS_PARAM(uid) SD_BUS_PARAM(pid)
                                          SD_BUS_PARAM(operation) SD_BUS_PARAM(reason),
@@ -890,6 +914,15 @@ static void emit(const BusEvent *e)
         case BUS_EVENT_PIN_LOCKED:
                 r = sd_bus_emit_signal(bus, MANAGER_PATH, MANAGER_IFACE, "PinLocked", "os", path, e->serial);
                 break;
+        case BUS_EVENT_USB_ADDED:
+        case BUS_EVENT_USB_REMOVED:
+                r = sd_bus_emit_signal(bus, MANAGER_PATH, MANAGER_IFACE,
+                                       e->type == BUS_EVENT_USB_ADDED ? "UsbDeviceAdded" : "UsbDeviceRemoved",
+                                       "qqsss", e->usb.vendor, e->usb.product, e->usb.name, e->usb.serial,
+                                       e->usb.path);
+                if (r >= 0)
+                        r = sd_bus_emit_properties_changed(bus, MANAGER_PATH, MANAGER_IFACE, "UsbDevices", NULL);
+                break;
         case BUS_EVENT_DENIED:
                 r = sd_bus_emit_signal(bus, MANAGER_PATH, MANAGER_IFACE, "AccessDenied", "osuuss",
                                        path ?: MANAGER_PATH, e->serial, (uint32_t) e->uid, (uint32_t) e->pid,
@@ -903,20 +936,12 @@ static void emit(const BusEvent *e)
 /* Takes every queued event, emitting each (emit) or only freeing it; close stops the queue for good. */
 static void queue_drain(bool emit_them, bool close)
 {
-        BusEvent *list;
-
-        pthread_mutex_lock(&queue_lock);
-        list = queue_head;
-        queue_head = queue_tail = NULL;
-        queue_len = 0;
-        if (close)
-                queue_open = false;
-        pthread_mutex_unlock(&queue_lock);
+        EvNode *list = evqueue_take(&queue, close);
 
         while (list) {
-                BusEvent *e = list;
+                BusEvent *e = (BusEvent *) list;
 
-                list = e->next;
+                list = list->next;
                 if (emit_them)
                         emit(e);
                 bus_event_free(e);
@@ -925,9 +950,6 @@ static void queue_drain(bool emit_them, bool close)
 
 static int on_queue(sd_event_source *s, int fd, uint32_t revents, void *userdata)
 {
-        uint64_t v;
-
-        (void) !read(fd, &v, sizeof(v));
         queue_drain(true, false);
         return 0;
 }
@@ -1040,15 +1062,12 @@ int bus_start(sd_event *event, BusMode mode)
                 return 0;
         }
         bus_event = sd_event_ref(event);
-        queue_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-        if (queue_fd < 0)
-                return log_error_errno(errno, "Failed to create an eventfd: %m");
-        r = sd_event_add_io(event, &queue_source, queue_fd, EPOLLIN, on_queue, NULL);
+        r = evqueue_init(&queue, QUEUE_MAX);
+        if (r < 0)
+                return log_error_errno(r, "Failed to create the D-Bus event queue: %m");
+        r = sd_event_add_io(event, &queue_source, queue.fd, EPOLLIN, on_queue, NULL);
         if (r < 0)
                 return log_error_errno(r, "Failed to watch the D-Bus event queue: %m");
-        pthread_mutex_lock(&queue_lock);
-        queue_open = true;
-        pthread_mutex_unlock(&queue_lock);
         (void) connect_bus();
         /* The first look right away: a token overdue at start-up is announced then. */
         r = sd_event_add_time_relative(event, &sweep_source, CLOCK_MONOTONIC, 0, 0, on_sweep, NULL);
@@ -1064,8 +1083,6 @@ void bus_stop(void)
         reconnect_source = sd_event_source_disable_unref(reconnect_source);
         sweep_source = sd_event_source_disable_unref(sweep_source);
         queue_source = sd_event_source_disable_unref(queue_source);
-        if (queue_fd >= 0)
-                close(queue_fd);
-        queue_fd = -1;
+        evqueue_done(&queue);
         bus_event = sd_event_unref(bus_event);
 }

@@ -14,6 +14,7 @@
 #include <sys/types.h>
 #include <systemd/sd-event.h>
 
+#include "hotplug.h"
 #include "kysod-config.h"
 
 /* Connects (or keeps trying to) and takes the name org.kyso1. 0, or -errno for a setup failure. */
@@ -33,4 +34,6 @@ typedef enum BusPinEvent {
 } BusPinEvent;
 
 void bus_pin_event(BusPinEvent what, const char *serial, int64_t due_at);
+/* A known token model was plugged in or pulled out (UsbDeviceAdded, UsbDeviceRemoved, UsbDevices). */
+void bus_usb_event(bool added, const UsbDevice *d);
 void bus_access_denied(const char *serial, uid_t uid, pid_t pid, const char *operation, const char *reason);

@@ -16,6 +16,7 @@
 #include "clock.h"
 #include "custody-json.h"
 #include "custody.h"
+#include "hotplug.h"
 #include "state.h"
 #include "log.h"
 #include "macro.h"
@@ -30,6 +31,7 @@ typedef struct Known {
         int64_t pin_changed_at;   /* 0: no change seen */
         CK_FLAGS token_flags;     /* PIN counters, as C_GetTokenInfo last said */
         PinState pin_notified;    /* the state the bus was last told of */
+        char usb_device[USB_DEVICE_DESCRIPTION_MAX]; /* the USB device it arrived in (hotplug.h), "" if not known */
 } Known;
 
 /*
@@ -180,6 +182,32 @@ static int set_record_locked(const CustodyRecord *rec)
         return added;
 }
 
+void custody_reconfigure(const KysodConfig *kc)
+{
+        char *group = kc->custody.admin_group ? strdup(kc->custody.admin_group) : NULL;
+        CK_SLOT_ID *slots;
+        size_t n = 0;
+
+        pthread_rwlock_wrlock(&registry_lock);
+        free(config.admin_group);
+        config = kc->custody;
+        config.admin_group = group;
+        for (int k = 0; k <= _CUSTODY_KIND_MAX; k++)
+                pin_policies[k] = kysod_config_pin_policy(kc, k < _CUSTODY_KIND_MAX ? k : -1);
+        bump_generation_locked();
+        slots = calloc(n_known + 1, sizeof(CK_SLOT_ID));
+        for (size_t i = 0; slots && i < n_known; i++)
+                if (known[i].present)
+                        slots[n++] = known[i].slot;
+        pthread_rwlock_unlock(&registry_lock);
+
+        /* unknown_tokens may have turned to deny: sessions it forbids now end, as for any custody change. */
+        for (size_t i = 0; i < n; i++)
+                broker_custody_changed(slots[i]);
+        free(slots);
+        custody_pin_sweep();
+}
+
 int custody_init(const char *db_path, const KysodConfig *kc)
 {
         const CustodyConfig *cfg = &kc->custody;
@@ -303,6 +331,13 @@ void custody_token_present(CK_SLOT_ID slot, const CK_TOKEN_INFO *info)
                 if (added || k->token.first_seen == 0)
                         k->token.first_seen = now;
                 k->token.last_seen = now;
+                if (arrived) {
+                        UsbDevice d;
+
+                        k->usb_device[0] = '\0';
+                        if (hotplug_claim_recent(&d))
+                                usb_device_describe(&d, k->usb_device, sizeof(k->usb_device));
+                }
                 k->present = true;
                 k->slot = slot;
                 if (replace_string(&k->token.label, label) < 0 ||
@@ -344,6 +379,7 @@ void custody_token_absent(CK_SLOT_ID slot)
         k = find_slot_locked(slot);
         if (k) {
                 k->present = false;
+                k->usb_device[0] = '\0';
                 serial = strdup(k->token.serial);
                 bump_generation_locked();
         }
@@ -360,11 +396,12 @@ void custody_token_absent(CK_SLOT_ID slot)
 CustodyVerdict custody_check(uid_t uid, CK_SLOT_ID slot)
 {
         CustodyVerdict v = {};
-        CustodyFacts f = { .now = custody_now(), .unknown_allowed = config.unknown_allowed };
-        char holder[40] = "";
+        CustodyFacts f = { .now = custody_now() };
+        char holder[260] = "";
         Known *k;
 
         pthread_rwlock_rdlock(&registry_lock);
+        f.unknown_allowed = config.unknown_allowed;
         v.generation = custody_generation();
         k = find_slot_locked(slot);
         if (k) {
@@ -814,6 +851,7 @@ int custody_view(const char *serial, bool with_extras, TokenView *ret)
                 v.present = k->present;
                 v.slot = k->present ? k->slot : 0;
                 v.pin_changed_at = k->pin_changed_at;
+                snprintf(v.usb_device, sizeof(v.usb_device), "%s", k->usb_device);
                 v.pin = pin_verdict_locked(k, custody_now());
                 v.pin_policy = *pin_policy_locked(k);
                 if (!v.token.serial || !v.token.manufacturer || !v.token.model || !v.token.label)

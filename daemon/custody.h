@@ -23,11 +23,14 @@
 #include <stdint.h>
 #include <sys/types.h>
 
+#include "hotplug.h"
 #include "kysod-config.h"
 #include "pkcs11.h"
 #include "policy.h"
 #include "store.h"
 
+/* SIGHUP: [policy] and [pin] from a configuration read again; decisions change at once. */
+void custody_reconfigure(const KysodConfig *config);
 /* Loads the registry from the state database (state_open() first); db_path names it in messages. */
 int custody_init(const char *db_path, const KysodConfig *config);
 void custody_done(void);
@@ -79,6 +82,7 @@ typedef struct TokenView {
         StoreCertificate *certificates; /* with_extras only */
         size_t n_certificates;
         int64_t pin_changed_at; /* 0: never seen */
+        char usb_device[USB_DEVICE_DESCRIPTION_MAX]; /* usb_device_describe() of the device it came in, "" if not known */
         PinVerdict pin;
         PinPolicy pin_policy;
 } TokenView;

@@ -5,6 +5,7 @@
  * through kyso-pkcs11.so over a unix socket. See kysod(8).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <malloc.h>
 #include <pthread.h>
@@ -26,6 +27,7 @@
 #include "clock.h"
 #include "config.h"
 #include "custody.h"
+#include "hotplug.h"
 #include "kysod-config.h"
 #include "log.h"
 #include "macro.h"
@@ -176,7 +178,12 @@ static int open_socket(const char *path, bool *ret_created)
         int r;
 
         if (sd_listen_fds(1) >= 1) {
+                int flags = fcntl(SD_LISTEN_FDS_START, F_GETFL);
+
                 *ret_created = false;
+                /* systemd passes it blocking; the workers share it on one epoll set and must not block. */
+                if (flags < 0 || fcntl(SD_LISTEN_FDS_START, F_SETFL, flags | O_NONBLOCK) < 0)
+                        return log_error_errno(errno, "Failed to make the passed socket non-blocking: %m");
                 log_info("Using the socket passed by the service manager.");
                 return SD_LISTEN_FDS_START;
         }
@@ -215,16 +222,39 @@ static int open_socket(const char *path, bool *ret_created)
 }
 
 /* Slot events for backends that cannot tell us: look every so often. */
+/* After a USB token arrives or leaves, look often for a while: the backend (pcscd, OpenSC) needs a moment. */
+#define POLL_FAST_MS 100U
+#define POLL_FAST_FOR_USEC (5U * 1000000U)
+
 static pthread_mutex_t poll_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t poll_cond = PTHREAD_COND_INITIALIZER;
 static bool poll_stop;
 static unsigned poll_interval_ms;
+static uint64_t poll_fast_until; /* CLOCK_MONOTONIC usec */
+
+static uint64_t monotonic_usec(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000U + (uint64_t) ts.tv_nsec / 1000U;
+}
+
+/* Hotplug saw a token device come or go: rescan now, and often for a few seconds. */
+static void poll_kick(void)
+{
+        pthread_mutex_lock(&poll_lock);
+        poll_fast_until = monotonic_usec() + POLL_FAST_FOR_USEC;
+        pthread_cond_broadcast(&poll_cond);
+        pthread_mutex_unlock(&poll_lock);
+}
 
 static void *poll_main(void *userdata)
 {
         pthread_mutex_lock(&poll_lock);
         while (!poll_stop) {
-                struct timespec ts = realtime_after_usec((uint64_t) poll_interval_ms * 1000U);
+                bool fast = monotonic_usec() < poll_fast_until;
+                struct timespec ts = realtime_after_usec((uint64_t) (fast ? POLL_FAST_MS : poll_interval_ms) * 1000U);
 
                 (void) pthread_cond_timedwait(&poll_cond, &poll_lock, &ts);
                 if (poll_stop)
@@ -243,9 +273,36 @@ static int on_exit_signal(sd_event_source *s, const struct signalfd_siginfo *si,
         return sd_event_exit(sd_event_source_get_event(s), 0);
 }
 
+/*
+ * SIGHUP: reads the configuration file again and applies what can change without dropping a session: the
+ * log level, [policy] and [pin]. The socket, the state directory, the backends, the workers, the limits and
+ * the token classes stay as they are until a restart (said in the log when they differ).
+ */
+static const char *reload_path;
+static bool reload_required;
+
 static int on_hup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
 {
-        log_notice("Received SIGHUP: reloading the configuration is not supported yet; restart kysod to apply it.");
+        KysodConfig c;
+        int r;
+
+        log_notice("Received SIGHUP: reloading %s.", reload_path);
+        (void) sd_notify(0, "RELOADING=1");
+        kysod_config_init(&c);
+        r = kysod_config_load(&c, reload_path, reload_required);
+        if (r < 0) {
+                log_error("The configuration in %s has errors (above): keeping the one in use.", reload_path);
+                kysod_config_done(&c);
+                (void) sd_notify(0, "READY=1");
+                return 0;
+        }
+        log_setup("kysod", c.log_level);
+        custody_reconfigure(&c);
+        log_notice("Reloaded %s: log level, [policy] and [pin] apply now; sessions are kept. Changes to sockets, "
+                   "backends, workers, limits or token classes need a restart.",
+                   reload_path);
+        kysod_config_done(&c);
+        (void) sd_notify(0, "READY=1");
         return 0;
 }
 
@@ -259,7 +316,7 @@ int main(int argc, char *argv[])
         size_t n_registered = 0;
         bool socket_created = false;
         pthread_t poll_thread;
-        bool poll_started = false, custody_started = false, state_started = false;
+        bool poll_started = false, custody_started = false, state_started = false, hotplug_started = false;
         _cleanup_(freep) char *db_path = NULL;
         sigset_t mask;
         unsigned stuck;
@@ -395,6 +452,16 @@ int main(int argc, char *argv[])
         r = bus_start(event, config.bus);
         if (r < 0)
                 goto finish;
+        r = hotplug_start(event, poll_kick);
+        if (r < 0)
+                goto finish;
+        hotplug_started = true;
+        /* Under systemd with WatchdogSec=, the loop itself sends WATCHDOG=1: a stuck loop is restarted. */
+        r = sd_event_set_watchdog(event, true);
+        if (r < 0)
+                log_warning_errno(r, "Failed to set up the service watchdog: %m");
+        reload_path = opts.config_path;
+        reload_required = opts.config_required;
 
         log_info("kysod %s ready on %s with %zu backend(s).", PACKAGE_VERSION, config.socket_path, backends_count());
         (void) sd_notifyf(0, "READY=1\nSTATUS=Serving %zu backend(s) on %s", backends_count(), config.socket_path);
@@ -413,6 +480,8 @@ finish:
                 pthread_mutex_unlock(&poll_lock);
                 pthread_join(poll_thread, NULL);
         }
+        if (hotplug_started)
+                hotplug_stop();
         bus_stop();
         if (socket_created)
                 (void) unlink(config.socket_path);

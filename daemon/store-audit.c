@@ -278,7 +278,7 @@ static int audit_next(sqlite3 *db, int64_t *ret_id, uint8_t ret_prev[AUDIT_HASH_
         return 0;
 }
 
-int store_audit_append(Store *s, AuditRecord *rec)
+static int audit_append(Store *s, AuditRecord *rec)
 {
         _cleanup_(tx_rollbackp) sqlite3 *tx = NULL;
         _cleanup_(sqlite3_finalizep) sqlite3_stmt *ins = NULL, *head = NULL;
@@ -344,6 +344,26 @@ int store_audit_append(Store *s, AuditRecord *rec)
         memcpy(rec->prev_hash, prev, AUDIT_HASH_SIZE);
         memcpy(rec->hash, hash, AUDIT_HASH_SIZE);
         return 0;
+}
+
+/*
+ * An audit record is committed to the WAL without an fsync (synchronous=NORMAL): it is written through
+ * the kernel, so a crash or SIGKILL of kysod never loses it and a full or read-only disk still fails the
+ * append (and so the signature), but a power cut may take the last records with it. An fsync per
+ * signature would cost a millisecond or more each (BENCHMARKS.md); custody changes, rare, keep FULL.
+ */
+int store_audit_append(Store *s, AuditRecord *rec)
+{
+        int r;
+
+        if (!s || !rec)
+                return -EINVAL;
+        r = sql_exec(s->db, "PRAGMA synchronous = NORMAL", "relax synchronous writes for the audit log");
+        if (r < 0)
+                return r;
+        r = audit_append(s, rec);
+        (void) sql_exec(s->db, "PRAGMA synchronous = FULL", "restore synchronous writes");
+        return r;
 }
 
 /* ---- reading ---- */

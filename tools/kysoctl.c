@@ -33,6 +33,7 @@
 #include "config.h"
 #include "kysoctl-audit.h"
 #include "kysoctl-custody.h"
+#include "kysoctl-monitor.h"
 #include "kysoctl-pin.h"
 #include "kysoctl-util.h"
 #include "kysoctl.h"
@@ -471,6 +472,17 @@ static const Command commands[] = {
                         "With --json, prints the daemon's status document as it is. Exits with 1 if\n"
                         "kysod cannot be reached.\n",
                 .run = run_status,
+        },
+        {
+                .name = "monitor",
+                .args = "",
+                .summary = "Print kysod's events as they happen",
+                .help = "Listens to kysod on the system D-Bus and prints each event on one line: a token\n"
+                        "inserted or removed, a USB token device plugged in or pulled out, a refusal\n"
+                        "(AccessDenied), a PIN expiring, expired or locked, a token's properties\n"
+                        "changing. With --json, one JSON object a line (time, event and the event's\n"
+                        "fields). Runs until interrupted (Ctrl-C); open to every user.\n",
+                .run = run_monitor,
         },
         {
                 .name = "tokens",

@@ -161,7 +161,9 @@ wait_socket() {
 wait_bus_name() {
     local i
     for i in $(seq 1 100); do
-        busctl --system status org.kyso1 >/dev/null 2>&1 && return 0
+        # NameHasOwner, not "busctl status": that one reads the owner's /proc, which umockdev's preload hides.
+        busctl --system call org.freedesktop.DBus /org/freedesktop/DBus org.freedesktop.DBus NameHasOwner s \
+            org.kyso1 2>/dev/null | grep -q true && return 0
         sleep 0.1
     done
     echo "org.kyso1 did not appear on the bus" >&2
@@ -182,3 +184,33 @@ else:
 }
 serial_of() { token_field "$1" serial; }
 slot_of() { token_field "$1" slot; }
+
+# token_prop SERIAL KEY: one field of `kysoctl --json token SERIAL` (JSON for what is not a string).
+token_prop() {
+    t "$KYSOCTL" --json token "$1" | python3 -c '
+import json, sys
+v = json.load(sys.stdin)[sys.argv[1]]
+print(v if isinstance(v, str) else json.dumps(v))' "$2"
+}
+
+# start_signal_monitor: every signal kysod sends, as dbus-monitor prints them, into $monitor_log
+# (stopped when the test exits).
+start_signal_monitor() {
+    monitor_log="$WORK/signals.log"
+    dbus-monitor --system "type='signal',sender='org.kyso1'" >"$monitor_log" 2>&1 &
+    monitor_pid=$!
+    trap 'kill $monitor_pid 2>/dev/null || true' EXIT
+}
+
+# wait_signal PATTERN [AFTER [SECONDS]]: the monitor saw a line matching PATTERN (grep -E) after line AFTER
+# of its log (default 0), within SECONDS (default 5).
+wait_signal() {
+    local i
+    for i in $(seq 1 $((${3:-5} * 10))); do
+        tail -n +"$((${2:-0} + 1))" "$monitor_log" | grep -Eq -- "$1" && return 0
+        sleep 0.1
+    done
+    echo "no signal matching /$1/ within ${3:-5} s in:" >&2
+    tail -n 40 "$monitor_log" >&2
+    return 1
+}

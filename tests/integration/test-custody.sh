@@ -102,28 +102,7 @@ refused() {
     echo "$out" | grep -q CKR_TOKEN_NOT_RECOGNIZED || fail "expected CKR_TOKEN_NOT_RECOGNIZED"
 }
 
-# prop SERIAL KEY: one field of kysoctl --json token SERIAL.
-prop() {
-    ctl --json token "$1" | python3 -c 'import json,sys; v=json.load(sys.stdin)[sys.argv[1]]; print(json.dumps(v) if not isinstance(v,str) else v)' "$2"
-}
-
-# The listener: every signal kysod sends, as dbus-monitor prints them.
-monitor_log="$WORK/signals.log"
-dbus-monitor --system "type='signal',sender='org.kyso1'" >"$monitor_log" 2>&1 &
-monitor_pid=$!
-trap 'kill $monitor_pid 2>/dev/null || true' EXIT
-
-# wait_signal PATTERN: the listener saw a line matching PATTERN (5 s at most).
-wait_signal() {
-    local i
-    for i in $(seq 1 50); do
-        grep -Eq -- "$1" "$monitor_log" && return 0
-        sleep 0.1
-    done
-    echo "no signal matching /$1/ in:" >&2
-    tail -n 40 "$monitor_log" >&2
-    return 1
-}
+start_signal_monitor
 
 if [ "${1:-}" = --inner-allow ]; then
     # ---- [policy] unknown_tokens = allow: tokens without a record serve everyone, records still bind ----
@@ -168,7 +147,7 @@ not_admin() {
         --decision-date 2026-01-05 || rc=$?
     echo "exit status $rc"
     [ $rc -eq 3 ] || fail "expected exit status 3 (permission denied)"
-    [ "$(prop "$S1" state)" = unassigned ] || fail "the registry changed"
+    [ "$(token_prop "$S1" state)" = unassigned ] || fail "the registry changed"
 }
 check "an ordinary user cannot assign (kysoctl exits 3, nothing changes)" not_admin
 check "an ordinary user cannot report a token lost either" bash -c "
@@ -179,12 +158,12 @@ check "but may read the registry (kysoctl tokens as bob)" as "$BOB" "$KYSOCTL" t
 assign_alice() {
     ctl assign "$S1" --kind personal --holder "$ALICE" --decision "12/QĐ-UBND" --decision-date 2026-01-05 \
         --signed-by "Nguyễn Văn A" --org "Sở Nội vụ"
-    [ "$(prop "$S1" state)" = active ]
-    [ "$(prop "$S1" holder)" = "$ALICE" ]
-    [ "$(prop "$S1" decision_number)" = "12/QĐ-UBND" ]
-    [ "$(prop "$S1" decision_signer)" = "Nguyễn Văn A" ]
-    [ "$(prop "$S1" organization)" = "Sở Nội vụ" ]
-    [ "$(prop "$S1" kind)" = personal ]
+    [ "$(token_prop "$S1" state)" = active ]
+    [ "$(token_prop "$S1" holder)" = "$ALICE" ]
+    [ "$(token_prop "$S1" decision_number)" = "12/QĐ-UBND" ]
+    [ "$(token_prop "$S1" decision_signer)" = "Nguyễn Văn A" ]
+    [ "$(token_prop "$S1" organization)" = "Sở Nội vụ" ]
+    [ "$(token_prop "$S1" kind)" = personal ]
 }
 check "root assigns token 1 to alice (personal, Vietnamese decision text kept)" assign_alice
 # The token's object path (a serial's leading digit is escaped, as sd_bus_path_encode() does).
@@ -201,7 +180,7 @@ check "deny: an admin-group member is not the holder either" refused "$CAROL" "$
 assign_group() {
     as "$CAROL" "$KYSOCTL" assign "$S2" --kind organization --holder @kyso-t-clerks --decision "3/QĐ-VP" \
         --decision-date 2026-03-01
-    [ "$(prop "$S2" holder)" = "@kyso-t-clerks" ]
+    [ "$(token_prop "$S2" holder)" = "@kyso-t-clerks" ]
 }
 check "an admin-group member (carol) assigns token 2 to the group kyso-t-clerks" assign_group
 check "group holder: bob (a member) uses token 2" usable "$BOB" "$LABEL2"
@@ -211,8 +190,8 @@ check "group holder: alice (not a member) is refused token 2" refused "$ALICE" "
 
 handover() {
     as "$CAROL" "$KYSOCTL" handover "$S2" --to "$ALICE" --minutes "BB-05/2026"
-    [ "$(prop "$S2" holder)" = "$ALICE" ]
-    [ "$(prop "$S2" pin_change_required)" = true ]
+    [ "$(token_prop "$S2" holder)" = "$ALICE" ]
+    [ "$(token_prop "$S2" pin_change_required)" = true ]
     ctl --json token "$S2" | python3 -c '
 import json, sys
 h = json.load(sys.stdin)["handovers"]
@@ -229,7 +208,7 @@ pin_change_first() {
     # Alice changes the PIN (kysoctl pin change reads the PINs from stdin without a terminal), and back.
     printf '%s\n%s\n%s\n' "$KYSO_TEST_PIN" 7294061583 7294061583 |
         as "$ALICE" "$KYSOCTL" pin change "$S2" --module "$KYSO_MODULE"
-    [ "$(prop "$S2" pin_change_required)" = false ]
+    [ "$(token_prop "$S2" pin_change_required)" = false ]
     printf '%s\n%s\n%s\n' 7294061583 "$KYSO_TEST_PIN" "$KYSO_TEST_PIN" |
         as "$ALICE" "$KYSOCTL" pin change "$S2" --module "$KYSO_MODULE"
 }
@@ -289,8 +268,8 @@ lost_open_session() {
         CKR_TOKEN_NOT_RECOGNIZED | CKR_SESSION_HANDLE_INVALID | CKR_SESSION_CLOSED) ;;
         *) fail "the open session still signs after the token was reported lost: $a" ;;
     esac
-    [ "$(prop "$S1" state)" = lost ]
-    [ "$(prop "$S1" state_reason)" = "left on the bus" ]
+    [ "$(token_prop "$S1" state)" = lost ]
+    [ "$(token_prop "$S1" state_reason)" = "left on the bus" ]
 }
 check "reporting token 1 lost stops alice's open session at once" lost_open_session
 check "a lost token is refused even to its holder" refused "$ALICE" "$LABEL1"
@@ -307,20 +286,20 @@ mock_present() {
 pull_and_insert() {
     local s3 p3 i
     s3=$(serial_of kyso-usb)
-    [ "$(prop "$s3" present)" = true ]
+    [ "$(token_prop "$s3" present)" = true ]
     ctl assign "$s3" --kind personal --holder "$BOB" --decision "20/QĐ" --decision-date 2026-05-05
     mock_present 0
     wait_signal "member=TokenRemoved" || fail "no TokenRemoved"
-    for i in $(seq 1 30); do [ "$(prop "$s3" present)" = false ] && break; sleep 0.1; done
-    [ "$(prop "$s3" present)" = false ] || fail "Present is still true"
+    for i in $(seq 1 30); do [ "$(token_prop "$s3" present)" = false ] && break; sleep 0.1; done
+    [ "$(token_prop "$s3" present)" = false ] || fail "Present is still true"
     grep -A2 "member=TokenRemoved" "$monitor_log" | grep -q "string \"$s3\"" || fail "TokenRemoved does not name $s3"
     # Still known (with its custody) while absent.
-    [ "$(prop "$s3" holder)" = "$BOB" ]
+    [ "$(token_prop "$s3" holder)" = "$BOB" ]
     mock_present 1
     wait_signal "member=TokenInserted" || fail "no TokenInserted"
     grep -A3 "member=TokenInserted" "$monitor_log" | grep -q 'string "kyso-usb"' || fail "TokenInserted does not carry the label"
-    for i in $(seq 1 30); do [ "$(prop "$s3" present)" = true ] && break; sleep 0.1; done
-    [ "$(prop "$s3" present)" = true ] || fail "Present did not come back"
+    for i in $(seq 1 30); do [ "$(token_prop "$s3" present)" = true ] && break; sleep 0.1; done
+    [ "$(token_prop "$s3" present)" = true ] || fail "Present did not come back"
     # One object for the token, however often it comes and goes.
     [ "$(ctl --json tokens | python3 -c 'import json,sys; print(sum(1 for t in json.load(sys.stdin) if t["label"] == "kyso-usb"))')" = 1 ]
     usable "$BOB" kyso-usb
@@ -332,7 +311,7 @@ check "a removable token pulled and put back: TokenRemoved, TokenInserted, Prese
 window() {
     local a until
     ctl return "$S1" --reason "found"
-    [ "$(prop "$S1" state)" = returned ]
+    [ "$(token_prop "$S1" state)" = returned ]
     until=$(($(date +%s) + 3))
     ctl assign "$S1" --kind organization --holder "$ALICE" --decision "15/GP" --decision-date 2026-04-01 \
         --until "@$until"
@@ -394,8 +373,8 @@ json.dump({"format": "kyso-registry", "version": 1, "records": [
 PY
     ctl import "$WORK/good.json" | tee "$WORK/out"
     grep -q "1" "$WORK/out"
-    [ "$(prop NEW-SERIAL-1 holder)" = "@kyso-t-clerks" ]
-    [ "$(prop NEW-SERIAL-1 present)" = false ]
+    [ "$(token_prop NEW-SERIAL-1 holder)" = "@kyso-t-clerks" ]
+    [ "$(token_prop NEW-SERIAL-1 present)" = false ]
 }
 check "export, a malformed import that changes nothing, and a good import" export_import
 check "an ordinary user cannot import" bash -c "! setpriv --reuid=$BOB --regid=$(id -g $BOB) --init-groups env DBUS_SYSTEM_BUS_ADDRESS='$DBUS_SYSTEM_BUS_ADDRESS' '$KYSOCTL' import '$WORK/good.json'"
@@ -442,7 +421,7 @@ PY
         "$KYSO_TEST_RESTART"
         wait_bus_name
         # Back to a known state for the next round.
-        [ "$(prop "$S2" state)" = returned ] || ctl return "$S2" >/dev/null
+        [ "$(token_prop "$S2" state)" = returned ] || ctl return "$S2" >/dev/null
     done
     echo "assigns confirmed over 12 rounds: $confirmed"
     [ "$confirmed" -gt 0 ] || fail "no change was confirmed: the test did not test anything"

@@ -54,10 +54,7 @@ set_clock() {
     mv "$KYSO_TEST_CLOCK.tmp" "$KYSO_TEST_CLOCK"
 }
 
-monitor_log="$WORK/signals.log"
-dbus-monitor --system "type='signal',sender='org.kyso1'" >"$monitor_log" 2>&1 &
-monitor_pid=$!
-trap 'kill $monitor_pid 2>/dev/null || true' EXIT
+start_signal_monitor
 
 # wait_for SECONDS CMD...: until CMD succeeds (polling every 0.1 s).
 wait_for() {
@@ -300,6 +297,39 @@ full_disk() {
     sign_with "$LABEL1" "$PIN1" || fail "signing did not come back with room on disk"
 }
 check "with the state file system full, signing is refused (no signature out) and comes back after" full_disk
+
+# ---- SIGHUP: [policy] and [pin] change without dropping sessions ----
+
+reload() {
+    local a
+    # A session open through the reload.
+    rm -f "$WORK/s.in" "$WORK/s.out"
+    mkfifo "$WORK/s.in"
+    "$KYSO_BUILD_ROOT/tests/integration/custody-session" "$KYSO_MODULE" "$LABEL1" "$PIN1" <"$WORK/s.in" >"$WORK/s.out" 2>&1 &
+    local s=$!
+    exec 7>"$WORK/s.in"
+    wait_for 10 grep -q ready "$WORK/s.out" || { cat "$WORK/s.out"; fail "the session did not start"; }
+    [ "$(prop "$S2" PinMode)" = warn ]
+    printf '\n[pin:organization]\nmode = enforce\n[policy]\nunknown_tokens = allow\n' >>"$KYSO_TEST_DIR/kysod.conf"
+    kill -HUP "$(cat "$KYSO_TEST_DIR/kysod.pid")"
+    wait_for 5 grep -q "Reloaded" "$KYSO_TEST_DIR/kysod.log"
+    [ "$(prop "$S2" PinMode)" = enforce ] || fail "[pin:organization] mode did not change"
+    busctl --system get-property org.kyso1 /org/kyso1 org.kyso1.Manager UnknownTokens | grep -q allow ||
+        fail "[policy] unknown_tokens did not change"
+    echo sign >&7
+    wait_for 10 grep -q "^ok" "$WORK/s.out"
+    echo quit >&7
+    exec 7>&-
+    wait $s || true
+    cat "$WORK/s.out"
+    [ "$(grep -c '^ok' "$WORK/s.out")" = 1 ] || fail "the session opened before the reload could not sign"
+    # A broken file is refused as a whole; the daemon keeps its configuration.
+    printf '\n[pin]\nmax_age_days = forever\n' >>"$KYSO_TEST_DIR/kysod.conf"
+    kill -HUP "$(cat "$KYSO_TEST_DIR/kysod.pid")"
+    wait_for 5 grep -q "keeping the one in use" "$KYSO_TEST_DIR/kysod.log"
+    [ "$(prop "$S2" PinMode)" = enforce ]
+}
+check "SIGHUP reloads [policy] and [pin] (a bad file is refused whole); an open session goes on" reload
 
 # ---- the report ----
 

@@ -4,12 +4,18 @@
 # Runs a command against a real kysod serving a fresh SoftHSM2 token, then
 # stops the daemon (by its PID) and removes everything it made.
 #
-#   with-kysod.sh [--tokens N] [--mock NAME:KEY=V,...]... [--config FILE] [--no-daemon] [--] COMMAND [ARGS...]
+#   with-kysod.sh [--tokens N] [--mock NAME:KEY=V,...]... [--config FILE] [--backend-only MODULE]
+#                 [--no-daemon] [--] COMMAND [ARGS...]
 #
-# --config FILE is passed to kysod as --config FILE (also on restarts); the
+# --config FILE is copied to $KYSO_TEST_DIR/kysod.conf, which kysod reads
+# (also on restarts; a test may edit it and send SIGHUP); the
 # command line's --socket, --state-dir and --backend still override it. Without
 # it, kysod reads unknown-allow.conf beside this script: the test tokens have no
 # custody record. kysod runs with --bus "${KYSO_TEST_BUS:-none}".
+#
+# --backend-only MODULE makes MODULE (e.g. OpenSC's opensc-pkcs11.so) kysod's only backend in the
+# place of SoftHSM2 (--mock backends still come after it); the SoftHSM2 store is made all the same
+# but not served.
 #
 # --mock adds a second kind of backend: a copy of tests/mock's wrapping module
 # ($KYSO_MOCK_MODULE) named NAME.so over a private copy of SoftHSM2 with its own
@@ -43,12 +49,14 @@ set -euo pipefail
 tokens=1
 daemon=1
 mocks=()
+main_backend=
 config_args=(--config "$(dirname "$(realpath "${BASH_SOURCE[0]}")")/unknown-allow.conf")
 while [ $# -gt 0 ]; do
     case "$1" in
         --tokens) tokens="$2"; shift 2 ;;
         --mock) mocks+=("$2"); shift 2 ;;
         --config) config_args=(--config "$(realpath "$2")"); shift 2 ;;
+        --backend-only) main_backend="$2"; shift 2 ;;
         --no-daemon) daemon=0; shift ;;
         --) shift; break ;;
         *) break ;;
@@ -57,6 +65,7 @@ done
 
 : "${KYSOD:?KYSOD must name the kysod binary}"
 : "${SOFTHSM_MODULE:=/usr/lib/softhsm/libsofthsm2.so}"
+: "${main_backend:=$SOFTHSM_MODULE}"
 # shellcheck disable=SC2206 # the wrapper is a command line, split on spaces on purpose
 daemon_wrapper=(${KYSO_TEST_DAEMON_WRAPPER:-})
 daemon_wait=10
@@ -75,6 +84,9 @@ export KYSO_TEST_RESTART="$KYSO_TEST_DIR/restart-kysod.sh"
 state_dir=${KYSO_TEST_STATE_DIR:-$KYSO_TEST_DIR/state}
 export KYSO_TEST_STATE_DIR=$state_dir
 mkdir -p "$KYSO_TEST_DIR/tokens" "$state_dir"
+# The daemon reads a copy: a test may change it and send SIGHUP.
+cp "${config_args[1]}" "$KYSO_TEST_DIR/kysod.conf"
+config_args=(--config "$KYSO_TEST_DIR/kysod.conf")
 clock_args=()
 [ -z "${KYSO_TEST_CLOCK:-}" ] || clock_args=(--test-clock "$KYSO_TEST_CLOCK")
 printf 'directories.tokendir = %s/tokens/\nobjectstore.backend = file\nlog.level = ERROR\n' \
@@ -131,7 +143,7 @@ PY
 
 start_kysod() {
     "${daemon_wrapper[@]}" "$KYSOD" "${config_args[@]}" "${clock_args[@]}" --state-dir "$state_dir" --socket "$KYSO_SOCKET" \
-        --backend "$SOFTHSM_MODULE" "${extra_backends[@]}" --log-level "${KYSO_TEST_LOG_LEVEL:-info}" \
+        --backend "$main_backend" "${extra_backends[@]}" --log-level "${KYSO_TEST_LOG_LEVEL:-info}" \
         --bus "${KYSO_TEST_BUS:-none}" \
         >>"$KYSO_TEST_DIR/kysod.log" 2>&1 &
     echo $! >"$KYSO_TEST_DIR/kysod.pid"
@@ -211,7 +223,7 @@ set -e
 export SOFTHSM2_CONF="$SOFTHSM2_CONF" KYSO_SOCKET="$KYSO_SOCKET"
 pid=\$(cat "$KYSO_TEST_DIR/kysod.pid" 2>/dev/null || true)
 if [ -n "\$pid" ] && kill -0 "\$pid" 2>/dev/null; then kill -TERM "\$pid"; while kill -0 "\$pid" 2>/dev/null; do sleep 0.05; done; fi
-${daemon_wrapper[*]:-} "$KYSOD" ${config_args[*]:-} ${clock_args[*]:-} --state-dir "$state_dir" --socket "$KYSO_SOCKET" --backend "$SOFTHSM_MODULE" ${extra_backends[*]:-} \
+${daemon_wrapper[*]:-} "$KYSOD" ${config_args[*]:-} ${clock_args[*]:-} --state-dir "$state_dir" --socket "$KYSO_SOCKET" --backend "$main_backend" ${extra_backends[*]:-} \
     --log-level "${KYSO_TEST_LOG_LEVEL:-info}" --bus "${KYSO_TEST_BUS:-none}" >>"$KYSO_TEST_DIR/kysod.log" 2>&1 &
 echo \$! >"$KYSO_TEST_DIR/kysod.pid"
 for i in \$(seq 1 $((daemon_wait * 20))); do
