@@ -206,6 +206,53 @@ oom:
         return log_oom();
 }
 
+static void (*slot_event_callback)(void);
+static bool watch_stop;
+
+/* Gives up on a backend whose wait keeps failing after this many tries in a row (it has polling). */
+#define WAIT_FAILURES_MAX 5
+
+static void *waiter_main(void *userdata)
+{
+        Backend *b = userdata;
+        unsigned failures = 0;
+        CK_SLOT_ID real;
+        CK_RV rv;
+
+        for (;;) {
+                rv = backend_wait_for_slot_event(b, &real);
+                if (__atomic_load_n(&watch_stop, __ATOMIC_ACQUIRE) || rv == CKR_CRYPTOKI_NOT_INITIALIZED)
+                        break;
+                if (rv == CKR_FUNCTION_NOT_SUPPORTED) {
+                        log_debug("%s cannot wait for slot events: kysod polls its slots.", backend_name(b));
+                        break;
+                }
+                if (rv != CKR_OK) {
+                        if (++failures >= WAIT_FAILURES_MAX) {
+                                log_notice("%s keeps failing to wait for slot events (%s): kysod polls its slots.",
+                                           backend_name(b), ckr_to_string(rv));
+                                break;
+                        }
+                        sleep(1);
+                        continue;
+                }
+                failures = 0;
+                b->blocking_events = true;
+                if (slot_event_callback)
+                        slot_event_callback();
+        }
+        return NULL;
+}
+
+void backends_watch(void (*on_event)(void))
+{
+        slot_event_callback = on_event;
+        for (size_t i = 0; i < n_backends; i++)
+                if (backends[i]->initialized &&
+                    pthread_create(&backends[i]->waiter, NULL, waiter_main, backends[i]) == 0)
+                        backends[i]->waiter_started = true;
+}
+
 void backends_unload(void)
 {
         pthread_rwlock_wrlock(&registry_lock);
@@ -219,9 +266,14 @@ void backends_unload(void)
         n_slots = 0;
         pthread_rwlock_unlock(&registry_lock);
 
-        for (size_t i = 0; i < n_backends; i++) {
+        /* C_Finalize releases a thread waiting in C_WaitForSlotEvent; the module stays loaded until it left. */
+        __atomic_store_n(&watch_stop, true, __ATOMIC_RELEASE);
+        for (size_t i = 0; i < n_backends; i++)
                 if (backends[i]->initialized)
                         (void) backends[i]->f->C_Finalize(NULL);
+        for (size_t i = 0; i < n_backends; i++) {
+                if (backends[i]->waiter_started)
+                        pthread_join(backends[i]->waiter, NULL);
                 backend_free(backends[i]);
         }
         free(backends);

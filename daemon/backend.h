@@ -39,6 +39,8 @@ typedef struct Backend {
         CK_INFO info;
         bool blocking_events;     /* C_WaitForSlotEvent(0) works */
         bool initialized;
+        pthread_t waiter;         /* blocks in C_WaitForSlotEvent(0), see backends_watch() */
+        bool waiter_started;
 } Backend;
 
 typedef struct Slot {
@@ -123,6 +125,13 @@ CK_RV backend_destroy_object(Slot *s, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o);
 /* Runs a whole search; *ret_handles is malloc()ed. */
 CK_RV backend_find_all(Slot *s, CK_SESSION_HANDLE h, CK_ATTRIBUTE *tmpl, CK_ULONG count,
                        CK_OBJECT_HANDLE **ret_handles, size_t *ret_n);
+/*
+ * For each backend that can block in C_WaitForSlotEvent(0), a thread that waits there and calls
+ * on_event() at each event; the others (SoftHSM2, most software tokens) are left to polling. The threads
+ * end in backends_unload(), whose C_Finalize releases them.
+ */
+void backends_watch(void (*on_event)(void));
+
 /* Blocks in the backend until a slot event (only for backends with blocking_events). */
 CK_RV backend_wait_for_slot_event(Backend *b, CK_SLOT_ID *ret_real);
 

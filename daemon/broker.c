@@ -973,7 +973,7 @@ static CK_RV handle_open_session(BrokerClient *bc, WireArg *args)
                 return CKR_SLOT_ID_INVALID;
         rv = custody_allows(bc, slot, "C_OpenSession", &verdict);
         if (rv != CKR_OK)
-                return rv;
+                return custody_hides_refused() ? CKR_TOKEN_NOT_PRESENT : rv;
         rv = uid_session_reserve(bc, slot);
         if (rv != CKR_OK)
                 return rv;
@@ -1492,6 +1492,15 @@ static CK_RV after_key_call(BrokerClient *bc, Session *session, WireCall call, c
  * and object handles become the backend's, the call runs, and new objects
  * get handles for this client.
  */
+/*
+ * [policy] refused_tokens = hidden: is the slot's token one the client may not use, to be shown as absent?
+ * (Not a refusal yet: the client has not asked to use it, so nothing is logged.)
+ */
+static bool token_hidden(BrokerClient *bc, const Slot *slot)
+{
+        return custody_hides_refused() && custody_check(bc->uid, slot->id).decision.rv != CKR_OK;
+}
+
 /* ---- PINs and the audit log ---- */
 
 /*
@@ -1669,6 +1678,12 @@ static CK_RV handle_generic(BrokerClient *bc, WireCall call, WireArg *args)
                 return rv;
         }
 
+        /* A hidden token is absent for this client: no token information to read. */
+        if (call == KYSO_CALL_C_GetTokenInfo && token_hidden(bc, slot)) {
+                session_put(bc, session);
+                return CKR_TOKEN_NOT_PRESENT;
+        }
+
         switch (call) {
         case KYSO_CALL_C_InitToken:
                 /* Wiping a token is using it: only its holder may. */
@@ -1744,6 +1759,10 @@ static CK_RV handle_generic(BrokerClient *bc, WireCall call, WireArg *args)
                 case KYSO_CALL_C_GetSessionInfo:
                         fix_session_info(bc, slot, args[1].ptr);
                         break;
+                case KYSO_CALL_C_GetSlotInfo:
+                        if (token_hidden(bc, slot))
+                                ((CK_SLOT_INFO *) args[1].ptr)->flags &= ~CKF_TOKEN_PRESENT;
+                        break;
                 case KYSO_CALL_C_GetTokenInfo: {
                         CK_TOKEN_INFO *ti = args[1].ptr;
 
@@ -1781,7 +1800,7 @@ static CK_RV handle_generic(BrokerClient *bc, WireCall call, WireArg *args)
         return rv;
 }
 
-static CK_RV handle_get_slot_list(WireArg *args)
+static CK_RV handle_get_slot_list(BrokerClient *bc, WireArg *args)
 {
         bool token_present = args[0].value != CK_FALSE;
         _cleanup_(freep) Slot **all = NULL;
@@ -1795,6 +1814,8 @@ static CK_RV handle_get_slot_list(WireArg *args)
 
         for (size_t i = 0; i < n; i++) {
                 if (!all[i]->listed || (token_present && !all[i]->token_present))
+                        continue;
+                if (token_present && token_hidden(bc, all[i]))
                         continue;
                 if (out && count < capacity)
                         out[count] = all[i]->id;
@@ -2277,7 +2298,7 @@ int broker_handle(BrokerClient *bc, const uint8_t *payload, size_t len, Buffer *
                 rv = handle_status(bc, args);
                 break;
         case KYSO_CALL_C_GetSlotList:
-                rv = handle_get_slot_list(args);
+                rv = handle_get_slot_list(bc, args);
                 break;
         case KYSO_CALL_C_WaitForSlotEvent:
                 if (handle_wait_for_slot_event(bc, serial, args, &rv) > 0)

@@ -70,6 +70,16 @@ bool custody_unknown_allowed(void)
         return config.unknown_allowed;
 }
 
+bool custody_hides_refused(void)
+{
+        bool r;
+
+        pthread_rwlock_rdlock(&registry_lock);
+        r = config.hide_refused;
+        pthread_rwlock_unlock(&registry_lock);
+        return r;
+}
+
 const char *custody_admin_group(void)
 {
         return config.admin_group ?: KYSO_ADMIN_GROUP_DEFAULT;

@@ -93,6 +93,8 @@ int custody_serials(char ***ret, size_t *ret_n);
 int custody_view(const char *serial, bool with_extras, TokenView *ret);
 void token_view_done(TokenView *v);
 bool custody_unknown_allowed(void);
+/* [policy] refused_tokens = hidden: a client sees no token it may not use. */
+bool custody_hides_refused(void);
 const char *custody_admin_group(void);
 
 /* ---- PINs (REGULATION.md Art. 21.3) ---- */

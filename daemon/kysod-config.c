@@ -276,6 +276,12 @@ static int handle_entry(void *userdata, const char *section, const char *name, c
                                                     : -EINVAL;
                 else if (streq(name, "handover_requires_pin_change"))
                         r = parse_boolean(value, &c->custody.handover_requires_pin_change);
+                else if (streq(name, "refused_tokens")) {
+                        if (streq(value, "listed") || streq(value, "hidden"))
+                                c->custody.hide_refused = streq(value, "hidden");
+                        else
+                                r = -EINVAL;
+                }
                 else
                         goto unknown;
         } else if (streq(section, "backends")) {

@@ -53,6 +53,7 @@ typedef struct CustodyConfig {
         bool unknown_allowed;             /* unknown_tokens = allow */
         char *admin_group;                /* NULL: the default, kyso-admin */
         bool handover_requires_pin_change;
+        bool hide_refused;                /* refused_tokens = hidden */
 } CustodyConfig;
 
 /* kysod.conf [pin] (and [pin:KIND] overrides): PIN age and quality. */

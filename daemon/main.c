@@ -437,6 +437,8 @@ int main(int argc, char *argv[])
         poll_interval_ms = config.poll_interval_ms;
         if (pthread_create(&poll_thread, NULL, poll_main, NULL) == 0)
                 poll_started = true;
+        /* Backends that can tell of slot events do, at once; the poll thread covers the others. */
+        backends_watch(poll_kick);
 
         r = sd_event_default(&event);
         if (r < 0) {

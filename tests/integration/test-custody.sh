@@ -115,7 +115,22 @@ if [ "${1:-}" = --inner-allow ]; then
     check "a token with a record still binds: assign to alice" ctl assign "$S1" --kind personal \
         --holder "$ALICE" --decision "7/QĐ-UBND" --decision-date 2026-02-01
     check "alice uses her token" usable "$ALICE" "$LABEL1"
-    check "bob is refused alice's token although unknown tokens are allowed" refused "$BOB" "$LABEL1"
+    hidden() { # USER LABEL: the token is absent for the user (refused_tokens = hidden)
+        local out rc=0 slot
+        slot=$(slot_of "$2")
+        as "$1" pkcs11-tool --module "$KYSO_MODULE" -L >"$WORK/list" 2>&1
+        cat "$WORK/list"
+        ! grep -q "token label *: $2\$" "$WORK/list" || fail "$1 sees $2"
+        out=$(as "$1" pkcs11-tool --module "$KYSO_MODULE" --slot "$slot" -O 2>&1) || rc=$?
+        echo "$out"
+        [ $rc -ne 0 ] || fail "$1 could use $2"
+        echo "$out" | grep -q CKR_TOKEN_NOT_PRESENT || fail "expected CKR_TOKEN_NOT_PRESENT"
+        grep -q "Refused C_OpenSession on token $(serial_of "$2").*uid $(id -u "$1")" "$KYSO_TEST_DIR/kysod.log" ||
+            fail "the attempt was not recorded"
+    }
+    check "refused_tokens = hidden: alice's token is absent for bob (not listed, C_OpenSession CKR_TOKEN_NOT_PRESENT, recorded)" \
+        hidden "$BOB" "$LABEL1"
+    check "and alice still sees and uses it" usable "$ALICE" "$LABEL1"
     finish
 fi
 

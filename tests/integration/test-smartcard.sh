@@ -373,5 +373,23 @@ custody_ends() {
 }
 check "once the card is reported lost, kyso refuses it to pam_p11 even with the right PIN" custody_ends
 
+# With [policy] refused_tokens = hidden, a card a client may not use is absent for it: libp11 then never
+# opens a session, so pam_p11 fails at once instead of hanging.
+hidden_for_pam() {
+    local rc=0 start
+    printf '\n[policy]\nrefused_tokens = hidden\n' >>"$KYSO_TEST_DIR/kysod.conf"
+    kill -HUP "$(cat "$KYSO_TEST_DIR/kysod.pid")"
+    for _ in $(seq 1 50); do grep -q "Reloaded" "$KYSO_TEST_DIR/kysod.log" && break; sleep 0.1; done
+    p11 -L | tee "$WORK/list3"
+    ! grep -q "token label *: $CARD_LABEL" "$WORK/list3" || fail "the lost card is still listed as present"
+    start=$(date +%s%N)
+    printf '%s\n' "$PIN" | timeout -k 2 "$((KYSO_CARD_WAIT * 3))" pamtester -v "$KYSO_PAM_SERVICE" "$KYSO_PAM_USER" \
+        authenticate || rc=$?
+    echo "exit status $rc after $(elapsed "$start") ms"
+    [ $rc -ne 0 ] || fail "pam_p11 authenticated with a card reported lost"
+    [ $rc -ne 124 ] && [ $rc -ne 137 ] || fail "pam_p11 hung"
+}
+check "refused_tokens = hidden: the lost card is not listed, and pam_p11 fails at once (no hang)" hidden_for_pam
+
 [ ! -f "$WORK/timings" ] || sed -e 's/^/# /' "$WORK/timings"
 finish
