@@ -6,8 +6,9 @@
 # users made for the test, clients run as those users (setpriv), custody
 # managed with kysoctl, and a D-Bus listener that records kysod's signals.
 #
-#   users   kyso-t-alice, kyso-t-bob (in group kyso-t-clerks),
-#           kyso-t-carol (in group kyso-t-admins, the admin group)
+#   users   kyso-a<N> "alice", kyso-b<N> "bob" (in group kyso-clerks<N>),
+#           kyso-c<N> "carol" (in group kyso-admins<N>, the admin group),
+#           N unique to the run, so that two runs on one machine do not share users
 #
 # Grant, deny, group holder, unknown tokens under deny (here) and allow (a
 # second daemon at the end), admin methods refused to an ordinary user and
@@ -35,10 +36,11 @@ if [ "${1:-}" != --inner ] && [ "${1:-}" != --inner-allow ]; then
         exit $rc
     }
     trap cleanup_outer EXIT
-    for g in kyso-t-clerks kyso-t-admins; do
+    export KYSO_T=${KYSO_T:-$$}
+    for g in "kyso-clerks$KYSO_T" "kyso-admins$KYSO_T"; do
         if ! getent group "$g" >/dev/null; then groupadd "$g"; created_groups+=("$g"); fi
     done
-    for spec in kyso-t-alice: kyso-t-bob:kyso-t-clerks kyso-t-carol:kyso-t-admins; do
+    for spec in "kyso-a$KYSO_T:" "kyso-b$KYSO_T:kyso-clerks$KYSO_T" "kyso-c$KYSO_T:kyso-admins$KYSO_T"; do
         u=${spec%%:*} g=${spec#*:}
         if ! getent passwd "$u" >/dev/null; then
             useradd -M -d /nonexistent -s /usr/sbin/nologin ${g:+-G "$g"} "$u"
@@ -52,18 +54,23 @@ if [ "${1:-}" != --inner ] && [ "${1:-}" != --inner-allow ]; then
         "$here/with-system-bus.sh" "$0" "$@" || rc=$?
         exit $rc
     fi
+    # The configurations name this run's admin group.
+    conf=$(mktemp -d /tmp/kyso-custody.XXXXXX)
+    sed "s/kyso-t-admins/kyso-admins$KYSO_T/" "$here/custody.conf" >"$conf/custody.conf"
+    sed "s/kyso-t-admins/kyso-admins$KYSO_T/" "$here/custody-allow.conf" >"$conf/custody-allow.conf"
     rc=0
     # A third token behind the mock backend, as removable hardware that the test pulls and puts back.
-    "$here/with-kysod.sh" --tokens 2 --mock usb:hardware=1 --config "$here/custody.conf" -- "$0" --inner || rc=$?
+    "$here/with-kysod.sh" --tokens 2 --mock usb:hardware=1 --config "$conf/custody.conf" -- "$0" --inner || rc=$?
     # The second daemon: unknown tokens allowed.
     if [ $rc -eq 0 ]; then
-        "$here/with-kysod.sh" --tokens 2 --config "$here/custody-allow.conf" -- "$0" --inner-allow || rc=$?
+        "$here/with-kysod.sh" --tokens 2 --config "$conf/custody-allow.conf" -- "$0" --inner-allow || rc=$?
     fi
+    rm -rf "$conf"
     exit $rc
 fi
 
 . "$here/lib.sh"
-ALICE=kyso-t-alice BOB=kyso-t-bob CAROL=kyso-t-carol
+export ALICE=kyso-a$KYSO_T BOB=kyso-b$KYSO_T CAROL=kyso-c$KYSO_T CLERKS=kyso-clerks$KYSO_T
 LABEL1=$KYSO_TEST_LABEL LABEL2=$KYSO_TEST_LABEL-2
 
 # as USER CMD...: run a command as a test user (their groups from the account database).
@@ -193,11 +200,11 @@ check "deny: root is not the holder either" refused root "$LABEL1"
 check "deny: an admin-group member is not the holder either" refused "$CAROL" "$LABEL1"
 
 assign_group() {
-    as "$CAROL" "$KYSOCTL" assign "$S2" --kind organization --holder @kyso-t-clerks --decision "3/QĐ-VP" \
+    as "$CAROL" "$KYSOCTL" assign "$S2" --kind organization --holder @$CLERKS --decision "3/QĐ-VP" \
         --decision-date 2026-03-01
-    [ "$(token_prop "$S2" holder)" = "@kyso-t-clerks" ]
+    [ "$(token_prop "$S2" holder)" = "@$CLERKS" ]
 }
-check "an admin-group member (carol) assigns token 2 to the group kyso-t-clerks" assign_group
+check "an admin-group member (carol) assigns token 2 to the clerks' group" assign_group
 check "group holder: bob (a member) uses token 2" usable "$BOB" "$LABEL2"
 check "group holder: alice (not a member) is refused token 2" refused "$ALICE" "$LABEL2"
 
@@ -208,10 +215,11 @@ handover() {
     [ "$(token_prop "$S2" holder)" = "$ALICE" ]
     [ "$(token_prop "$S2" pin_change_required)" = true ]
     ctl --json token "$S2" | python3 -c '
-import json, sys
+import json, os, sys
 h = json.load(sys.stdin)["handovers"]
 assert len(h) == 1, h
-assert h[0]["from"] == "@kyso-t-clerks" and h[0]["to"] == "kyso-t-alice" and h[0]["minutes"] == "BB-05/2026", h
+assert h[0]["from"] == "@" + os.environ["CLERKS"] and h[0]["to"] == os.environ["ALICE"], h
+assert h[0]["minutes"] == "BB-05/2026", h
 '
 }
 check "handover of token 2 to alice records the minutes and requires a PIN change" handover
@@ -347,21 +355,21 @@ check "after the window, new sessions are refused too" refused "$ALICE" "$LABEL1
 export_import() {
     ctl export -o "$WORK/registry.json"
     python3 - "$WORK/registry.json" "$S1" "$S2" <<'PY'
-import json, sys
+import json, os, sys
 doc = json.load(open(sys.argv[1]))
 assert doc["format"] == "kyso-registry" and doc["version"] == 1, doc
 by = {r["serial"]: r for r in doc["records"]}
-assert by[sys.argv[3]]["holder"] == "kyso-t-alice", by
+assert by[sys.argv[3]]["holder"] == os.environ["ALICE"], by
 assert by[sys.argv[2]]["decision"] == "15/GP", by
 PY
     # A malformed second record: nothing of the file may be applied.
     python3 - "$WORK/registry.json" "$WORK/bad.json" "$S2" <<'PY'
-import json, sys
+import json, os, sys
 doc = json.load(open(sys.argv[1]))
 doc["records"] = [
-    {"serial": "NEW-SERIAL-1", "kind": "personal", "holder": "kyso-t-bob", "decision": "9/QĐ",
+    {"serial": "NEW-SERIAL-1", "kind": "personal", "holder": os.environ["BOB"], "decision": "9/QĐ",
      "decision_date": "2026-05-01"},
-    {"serial": sys.argv[3], "kind": "borrowed", "holder": "kyso-t-bob", "decision": "9/QĐ",
+    {"serial": sys.argv[3], "kind": "borrowed", "holder": os.environ["BOB"], "decision": "9/QĐ",
      "decision_date": "2026-05-01"},
 ]
 json.dump(doc, open(sys.argv[2], "w"))
@@ -373,22 +381,22 @@ PY
     grep -q "record 2" "$WORK/err" || fail "the error does not name record 2"
     ctl export -o "$WORK/after.json"
     python3 - "$WORK/registry.json" "$WORK/after.json" <<'PY'
-import json, sys
+import json, os, sys
 a, b = (json.load(open(p)) for p in sys.argv[1:3])
 assert a["records"] == b["records"], "the registry changed after a failed import"
 PY
     ! ctl --json tokens | grep -q NEW-SERIAL-1 || fail "the valid first record of the bad file was applied"
     # A good import of a new token's record.
     python3 - "$WORK/good.json" <<'PY'
-import json, sys
+import json, os, sys
 json.dump({"format": "kyso-registry", "version": 1, "records": [
-    {"serial": "NEW-SERIAL-1", "kind": "device", "holder": "@kyso-t-clerks", "decision": "10/QĐ",
+    {"serial": "NEW-SERIAL-1", "kind": "device", "holder": "@" + os.environ["CLERKS"], "decision": "10/QĐ",
      "decision_date": "2026-05-02", "valid_from": "2026-05-02T00:00:00+07:00", "state": "active"}]},
     open(sys.argv[1], "w"))
 PY
     ctl import "$WORK/good.json" | tee "$WORK/out"
     grep -q "1" "$WORK/out"
-    [ "$(token_prop NEW-SERIAL-1 holder)" = "@kyso-t-clerks" ]
+    [ "$(token_prop NEW-SERIAL-1 holder)" = "@$CLERKS" ]
     [ "$(token_prop NEW-SERIAL-1 present)" = false ]
 }
 check "export, a malformed import that changes nothing, and a good import" export_import
