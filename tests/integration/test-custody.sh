@@ -329,6 +329,23 @@ pull_and_insert() {
 }
 check "a removable token pulled and put back: TokenRemoved, TokenInserted, Present, custody kept" pull_and_insert
 
+pin_locked() {
+    local s3
+    s3=$(serial_of kyso-usb)
+    # The token now reports its user PIN locked (the mock ORs the flag into C_GetTokenInfo).
+    printf 'present=1\ntoken_flags=0x40000\n' >"$KYSO_TEST_DIR/usb.so.control.tmp"
+    mv "$KYSO_TEST_DIR/usb.so.control.tmp" "$KYSO_TEST_DIR/usb.so.control"
+    p11 -L >/dev/null
+    wait_signal "member=PinLocked" || fail "no PinLocked"
+    [ "$(token_prop "$s3" pin_state)" = locked ]
+    # Its holder is told to hand it back, not to unblock it.
+    as "$BOB" "$KYSOCTL" pin status | tee "$WORK/out"
+    grep -q "locked" "$WORK/out" && grep -qi "recovery" "$WORK/out" || fail "no return-for-recovery advice"
+    printf 'present=1\n' >"$KYSO_TEST_DIR/usb.so.control.tmp"
+    mv "$KYSO_TEST_DIR/usb.so.control.tmp" "$KYSO_TEST_DIR/usb.so.control"
+}
+check "a token that reports its PIN locked: PinLocked, PinState locked, kysoctl tells the holder to return it" pin_locked
+
 # ---- a validity window ending during an open session ----
 
 window() {

@@ -258,6 +258,21 @@ read_cert() {
 }
 check "the certificate (id 0001) reads through kyso" read_cert
 
+certificates_property() {
+    local path
+    path=$(busctl --system call org.kyso1 /org/kyso1 org.kyso1.Manager GetToken s "$SERIAL" | cut -d'"' -f2)
+    busctl --system get-property org.kyso1 "$path" org.kyso1.Token Certificates | tee "$WORK/certs"
+    grep -q '^a(sssxx) 3 ' "$WORK/certs" || fail "expected the card's 3 certificates"
+    grep -q 'CN=' "$WORK/certs" || fail "no subject"
+    ctl report --format json -o "$WORK/report.json"
+    python3 -c '
+import json, sys
+t = [t for t in json.load(open(sys.argv[1]))["tokens"] if t["serial"] == sys.argv[2]][0]
+assert len(t["certificates"]) == 3 and all(c["subject"] and c["not_after"] for c in t["certificates"]), t
+' "$WORK/report.json" "$SERIAL"
+}
+check "kysod read the card's certificates: the Certificates property and the report list their subjects" certificates_property
+
 head -c 1000 /dev/urandom >"$WORK/data"
 # sign_verify TAG: sign with the card's key 0001 through kyso and verify the signature with openssl.
 sign_verify() {

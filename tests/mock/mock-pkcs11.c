@@ -51,6 +51,8 @@
  *                        CKR_DEVICE_REMOVED (CKR_SESSION_HANDLE_INVALID once closed, or once
  *                        the token is back); present=1 (default) puts it back, logged out.
  *                        This applies to every slot of the target.
+ *   token_flags=N        ORed into C_GetTokenInfo's flags (0x10000 CKF_USER_PIN_COUNT_LOW,
+ *                        0x20000 CKF_USER_PIN_FINAL_TRY, 0x40000 CKF_USER_PIN_LOCKED)
  */
 #include <dlfcn.h>
 #include <pthread.h>
@@ -74,6 +76,7 @@ typedef struct Settings {
         char badlen[512];
         unsigned long badlen_add, badlen_query;
         bool present;
+        unsigned long token_flags; /* ORed into C_GetTokenInfo's flags (the token's PIN counters) */
 } Settings;
 
 static CK_FUNCTION_LIST *target;
@@ -122,6 +125,8 @@ static bool apply_setting(Settings *s, const char *key, const char *v)
                 s->badlen_query = strtoul(v, NULL, 0);
         else if (strcmp(key, "present") == 0)
                 s->present = atoi(v) != 0;
+        else if (strcmp(key, "token_flags") == 0)
+                s->token_flags = strtoul(v, NULL, 0);
         else
                 return false;
         return true;
@@ -601,7 +606,22 @@ typedef CK_ULONG_PTR UP;
 typedef CK_MECHANISM_PTR M;
 typedef CK_ATTRIBUTE_PTR A;
 
-SLOT_CALL(C_GetTokenInfo, (CK_SLOT_ID id, CK_TOKEN_INFO_PTR i), (id, i))
+/* As the target says, with token_flags added: a token reporting low, final or no PIN tries. */
+static CK_RV mock_C_GetTokenInfo(CK_SLOT_ID id, CK_TOKEN_INFO_PTR i)
+{
+        unsigned long flags;
+        CK_RV rv;
+
+        if (enter("C_GetTokenInfo", KIND_SLOT, id, &rv))
+                return rv;
+        rv = target->C_GetTokenInfo(id, i);
+        pthread_mutex_lock(&lock);
+        flags = cur.token_flags;
+        pthread_mutex_unlock(&lock);
+        if (rv == CKR_OK && i)
+                i->flags |= flags;
+        return rv;
+}
 SLOT_CALL(C_GetMechanismList, (CK_SLOT_ID id, CK_MECHANISM_TYPE_PTR l, UP n), (id, l, n))
 SLOT_CALL(C_GetMechanismInfo, (CK_SLOT_ID id, CK_MECHANISM_TYPE t, CK_MECHANISM_INFO_PTR i), (id, t, i))
 SLOT_CALL(C_InitToken, (CK_SLOT_ID id, B pin, U n, B label), (id, pin, n, label))
