@@ -1,6 +1,5 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
-#include <json-c/json.h>
 #include <limits.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -14,8 +13,8 @@
 
 #include "audit.h"
 #include "backend.h"
+#include "broker-internal.h"
 #include "broker.h"
-#include "certs.h"
 #include "config.h"
 #include "custody.h"
 #include "handlemap.h"
@@ -25,69 +24,10 @@
 #include "policy.h"
 #include "wire.h"
 
-/* Decoded arguments of one request: output buffers sized by the client, each capped by the frame size. */
-#define REQUEST_ARENA_MAX (3U * KYSO_WIRE_FRAME_MAX)
-#define CLIENT_WAITERS_MAX 16U
-#define CLIENT_EVENTS_MAX 256U
-
-typedef struct Session {
-        CK_SESSION_HANDLE handle; /* the client's */
-        CK_SESSION_HANDLE real;   /* the backend's */
-        Slot *slot;
-        unsigned refs; /* guarded by the client's lock */
-        /* The last custody decision that allowed this session: good while the registry's generation is
-         * custody_gen and the clock is before custody_until (atomics: calls on one session may overlap). */
-        uint64_t custody_gen;
-        int64_t custody_until;
-        /* The key and mechanism of the operations in progress, for the audit record at their end. */
-        CK_OBJECT_HANDLE sign_key, decrypt_key;
-        CK_MECHANISM_TYPE sign_mech, decrypt_mech;
-} Session;
-
-/*
- * An object a client has a handle for. is_token and is_private decide who may
- * see it: a session object (not a token object) is visible only to the client
- * that created it, and a private object only to a client that has itself
- * logged in to the token.
- */
-typedef struct ObjectRef {
-        Slot *slot;
-        CK_OBJECT_HANDLE real;
-        bool is_token;
-        bool is_private;
-        /*
-         * Backend handles do not outlive what they depend on, and a backend may
-         * reuse the number for another object (OpenSC's handles are pointers):
-         * a session object dies with the session that made it (session), a
-         * private object's handle with the token's login (login_generation).
-         */
-        CK_SESSION_HANDLE session;
-        uint64_t login_generation;
-} ObjectRef;
-
-struct BrokerClient {
-        Client *conn;
-        uid_t uid; /* taken at connect: the sessions it holds count against this uid */
-        char exe[256]; /* its executable at connect, for the audit log ("" if unknown) */
-        pthread_mutex_t lock;
-        bool hello_done;
-        bool disconnected;
-        CK_ULONG next_handle;
-        HandleMap *sessions;    /* (handle, 0) -> Session * */
-        HandleMap *objects;     /* (handle, 0) -> ObjectRef * */
-        HandleMap *objects_rev; /* (slot id, real handle) -> handle */
-        HandleMap *logins;      /* (slot id, 0) -> CK_USER_TYPE this client logged in as */
-        CK_SLOT_ID events[CLIENT_EVENTS_MAX];
-        size_t n_events;
-        uint32_t waiters[CLIENT_WAITERS_MAX]; /* serials of parked blocking C_WaitForSlotEvent calls */
-        size_t n_waiters;
-        BrokerClient *prev, *next;
-};
-
-static BrokerConfig broker_config;
-static time_t started_at;
-static pthread_mutex_t clients_lock = PTHREAD_MUTEX_INITIALIZER;
-static BrokerClient *clients;
+BrokerConfig broker_config;
+time_t started_at;
+pthread_mutex_t clients_lock = PTHREAD_MUTEX_INITIALIZER;
+BrokerClient *clients;
 
 /*
  * State shared by all clients, guarded by state_lock (taken after a slot's login_lock, never before):
@@ -141,36 +81,6 @@ static int state_set_locked(HandleMap *m, uint64_t key, uint64_t v)
 static HandleKey key1(uint64_t a)
 {
         return (HandleKey) { .a = a };
-}
-
-/*
- * The client's executable for the audit log: /proc/PID/exe, which only the same user (or a privileged one)
- * may read, else the process name from /proc/PID/comm, which everyone may, in brackets as ps(1) shows it.
- */
-static void client_executable(pid_t pid, char *buf, size_t size)
-{
-        char path[64];
-        ssize_t n;
-        FILE *f;
-
-        snprintf(path, sizeof(path), "/proc/%d/exe", (int) pid);
-        n = readlink(path, buf, size - 1);
-        if (n > 0) {
-                buf[n] = '\0';
-                return;
-        }
-        buf[0] = '\0';
-        snprintf(path, sizeof(path), "/proc/%d/comm", (int) pid);
-        f = fopen(path, "re");
-        if (!f)
-                return;
-        if (size > 2 && fgets(buf + 1, (int) size - 2, f)) {
-                buf[0] = '[';
-                buf[strcspn(buf, "\n")] = '\0';
-                strcat(buf, "]");
-        } else
-                buf[0] = '\0';
-        fclose(f);
 }
 
 int broker_client_new(Client *conn, BrokerClient **ret)
@@ -453,7 +363,7 @@ static int object_admit(BrokerClient *bc, Session *s, CK_OBJECT_HANDLE real, CK_
 }
 
 /* Logs a refusal with who asked and what for. The audit store will take these records too. */
-static void broker_refuse(BrokerClient *bc, const Slot *slot, const char *what, const char *why)
+void broker_refuse(BrokerClient *bc, const Slot *slot, const char *what, const char *why)
 {
         char serial[33] = "", detail[256];
 
@@ -651,7 +561,7 @@ static bool pin_matches_locked(const Slot *slot, CK_USER_TYPE user, const uint8_
         return ok;
 }
 
-static bool client_logged_in(BrokerClient *bc, const Slot *slot, CK_USER_TYPE *ret_user)
+bool client_logged_in(BrokerClient *bc, const Slot *slot, CK_USER_TYPE *ret_user)
 {
         uint64_t v;
         bool r;
@@ -797,101 +707,6 @@ static CK_RV logout(BrokerClient *bc, Slot *slot, CK_SESSION_HANDLE real_session
         }
         pthread_mutex_unlock(&slot->login_lock);
         return rv;
-}
-
-/* ---- custody ---- */
-
-/* May the client use the slot's token? Refusals are logged and told to the bus. */
-static CK_RV custody_allows(BrokerClient *bc, Slot *slot, const char *operation, CustodyVerdict *ret)
-{
-        CustodyVerdict v = custody_check(bc->uid, slot->id);
-
-        if (v.decision.rv != CKR_OK)
-                custody_report_denied(&v, bc->uid, client_pid(bc->conn), bc->exe, slot->id, operation);
-        if (ret)
-                *ret = v;
-        return v.decision.rv;
-}
-
-static void session_custody_remember(Session *s, const CustodyVerdict *v)
-{
-        __atomic_store_n(&s->custody_until, v->recheck_at, __ATOMIC_RELAXED);
-        __atomic_store_n(&s->custody_gen, v->generation, __ATOMIC_RELEASE);
-}
-
-/*
- * The check on every call in a session: free while nothing changed (the registry's generation and the
- * decision's window), a full decision when something did. A token reported lost, or a custody record whose
- * validity ends, stops an open session at its next call.
- */
-static CK_RV session_custody(BrokerClient *bc, Session *s, WireCall call)
-{
-        CustodyVerdict v;
-        CK_RV rv;
-
-        if (__atomic_load_n(&s->custody_gen, __ATOMIC_ACQUIRE) == custody_generation() &&
-            custody_now() < __atomic_load_n(&s->custody_until, __ATOMIC_RELAXED))
-                return CKR_OK;
-        rv = custody_allows(bc, s->slot, wire_call_info(call)->name, &v);
-        if (rv == CKR_OK)
-                session_custody_remember(s, &v);
-        return rv;
-}
-
-/* Reads the certificates on the slot's token (public objects: no login) and tells custody. */
-static void custody_note_certificates(Slot *slot)
-{
-        BackendCertificate *raw = NULL;
-        StoreCertificate *certs;
-        size_t n = 0, kept = 0;
-        char serial[33];
-        CK_RV rv;
-
-        custody_slot_serial(slot->id, serial);
-        if (!serial[0])
-                return;
-        slot_call_begin(slot);
-        rv = backend_certificates(slot, &raw, &n);
-        slot_call_end(slot);
-        if (rv != CKR_OK) {
-                log_debug("Slot %lu: cannot read the token's certificates (%s).", slot->id, ckr_to_string(rv));
-                return;
-        }
-        certs = calloc(n ? n : 1, sizeof(StoreCertificate));
-        for (size_t i = 0; certs && i < n; i++) {
-                StoreCertificate *c = &certs[kept];
-
-                if (cert_describe(raw[i].der, raw[i].der_len, c) < 0)
-                        continue; /* not X.509 (or no memory): not described */
-                c->serial = strdup(serial);
-                c->key_id = strdup(raw[i].id_hex);
-                c->label = strdup(raw[i].label);
-                kept++;
-        }
-        backend_certificates_free(raw, n);
-        if (!certs)
-                return;
-        custody_certificates(slot->id, certs, kept);
-        store_certificates_free(certs, kept);
-}
-
-/* Tells custody what is in the slot now. */
-static void custody_note_slot(Slot *slot)
-{
-        CK_TOKEN_INFO ti;
-        CK_RV rv = CKR_TOKEN_NOT_PRESENT;
-
-        if (slot->token_present) {
-                slot_call_begin(slot);
-                rv = backend_get_token_info(slot, &ti);
-                slot_call_end(slot);
-        }
-        if (rv != CKR_OK) {
-                custody_token_absent(slot->id);
-                return;
-        }
-        custody_token_present(slot->id, &ti);
-        custody_note_certificates(slot);
 }
 
 /* ---- sessions ---- */
@@ -1492,145 +1307,6 @@ static CK_RV after_key_call(BrokerClient *bc, Session *session, WireCall call, c
  * and object handles become the backend's, the call runs, and new objects
  * get handles for this client.
  */
-/*
- * [policy] refused_tokens = hidden: is the slot's token one the client may not use, to be shown as absent?
- * (Not a refusal yet: the client has not asked to use it, so nothing is logged.)
- */
-static bool token_hidden(BrokerClient *bc, const Slot *slot)
-{
-        return custody_hides_refused() && custody_check(bc->uid, slot->id).decision.rv != CKR_OK;
-}
-
-/* ---- PINs and the audit log ---- */
-
-/*
- * The audit record of something the client did on the slot's token: its key (a backend handle, or
- * CK_INVALID_HANDLE) and mechanism (CK_UNAVAILABLE_INFORMATION for none) are named in it. Returns what
- * audit_log() returns: a failure means the result must not reach the client.
- */
-static int audit_operation(BrokerClient *bc, Slot *slot, const char *event, CK_SESSION_HANDLE real_session,
-                           CK_OBJECT_HANDLE key, CK_MECHANISM_TYPE mech, CK_RV rv, const char *detail)
-{
-        char serial[33], id[129] = "", label[129] = "", mbuf[24];
-
-        custody_slot_serial(slot->id, serial);
-        if (key != CK_INVALID_HANDLE) {
-                slot_call_begin(slot);
-                (void) backend_key_names(slot, real_session, key, id, sizeof(id), label, sizeof(label));
-                slot_call_end(slot);
-        }
-        return audit_log(&(AuditEntry) {
-                .event = event,
-                .uid = bc->uid,
-                .pid = client_pid(bc->conn),
-                .exe = bc->exe,
-                .serial = serial,
-                .key_id = id,
-                .key_label = label,
-                .mechanism = mech != CK_UNAVAILABLE_INFORMATION ? audit_mechanism_name(mech, mbuf, sizeof(mbuf)) : "",
-                .result = ckr_to_string(rv),
-                .detail = detail,
-        });
-}
-
-/* Enforces the PIN's age and a handover's demand before a user login (see policy_pin_age()). */
-static CK_RV pin_age_allows(BrokerClient *bc, Slot *slot, WireCall call)
-{
-        char serial[33];
-        PinVerdict v = custody_pin_check(slot->id, serial);
-
-        if (v.login_rv != CKR_OK) {
-                broker_refuse(bc, slot, wire_call_info(call)->name, v.reason);
-                return v.login_rv;
-        }
-        if (v.state == PIN_STATE_EXPIRED)
-                log_notice("Token %s: %s; the login of pid %d (uid %u) goes on ([pin] mode = warn).", serial, v.reason,
-                           (int) client_pid(bc->conn), (unsigned) bc->uid);
-        return CKR_OK;
-}
-
-/* C_SetPIN's and C_InitPIN's new PIN, against the quality rules of the token's kind. */
-static CK_RV pin_quality_allows(BrokerClient *bc, Slot *slot, WireCall call, const WireArg *new_pin,
-                                const WireArg *old_pin)
-{
-        PinPolicy p = custody_pin_policy(slot->id);
-        PolicyDecision d = policy_pin_quality(new_pin->ptr, new_pin->len, old_pin ? old_pin->ptr : NULL,
-                                              old_pin ? old_pin->len : 0, (unsigned) p.min_length);
-
-        if (d.rv != CKR_OK)
-                broker_refuse(bc, slot, wire_call_info(call)->name, d.reason);
-        return d.rv;
-}
-
-/* Whether a signing or decrypting call ended its operation (not a length query, not a too small buffer). */
-static bool operation_ended(CK_RV rv, const WireArg *out)
-{
-        if (rv == CKR_BUFFER_TOO_SMALL)
-                return false;
-        return rv != CKR_OK || out->ptr != NULL;
-}
-
-/*
- * The audit record at the end of a signature, decryption or unwrap. Without it the result does not go out:
- * the output is wiped and the call fails, as the regulation wants no signature that is not accounted for.
- */
-static CK_RV audit_result(BrokerClient *bc, Session *session, WireCall call, WireArg *args, CK_RV rv)
-{
-        const char *event = NULL;
-        CK_OBJECT_HANDLE key = CK_INVALID_HANDLE;
-        CK_MECHANISM_TYPE mech = CK_UNAVAILABLE_INFORMATION;
-        WireArg *out = NULL;
-
-        switch (call) {
-        case KYSO_CALL_C_Sign:
-        case KYSO_CALL_C_SignRecover:
-                out = &args[2];
-                event = "sign";
-                break;
-        case KYSO_CALL_C_SignFinal:
-                out = &args[1];
-                event = "sign";
-                break;
-        case KYSO_CALL_C_Decrypt:
-                out = &args[2];
-                event = "decrypt";
-                break;
-        case KYSO_CALL_C_DecryptFinal:
-                out = &args[1];
-                event = "decrypt";
-                break;
-        case KYSO_CALL_C_UnwrapKey:
-                event = "unwrap";
-                key = args[2].value;
-                mech = args[1].ptr ? ((CK_MECHANISM *) args[1].ptr)->mechanism : CK_UNAVAILABLE_INFORMATION;
-                break;
-        default:
-                return rv;
-        }
-        if (out && !operation_ended(rv, out))
-                return rv;
-        if (streq(event, "sign")) {
-                key = session->sign_key;
-                mech = session->sign_mech;
-        } else if (streq(event, "decrypt")) {
-                key = session->decrypt_key;
-                mech = session->decrypt_mech;
-        }
-        if (audit_operation(bc, session->slot, event, session->real, key, mech, rv, NULL) >= 0 || rv != CKR_OK)
-                return rv;
-
-        if (out && out->ptr)
-                secure_zero(out->ptr, out->len);
-        if (call == KYSO_CALL_C_UnwrapKey) {
-                slot_call_begin(session->slot);
-                (void) backend_destroy_object(session->slot, session->real, args[5].value);
-                slot_call_end(session->slot);
-        }
-        log_error("Refused the result of %s to pid %d (uid %u): the audit log cannot be written.",
-                  wire_call_info(call)->name, (int) client_pid(bc->conn), (unsigned) bc->uid);
-        return CKR_FUNCTION_FAILED;
-}
-
 static CK_RV handle_generic(BrokerClient *bc, WireCall call, WireArg *args)
 {
         const char *sig = wire_call_info(call)->signature;
@@ -2107,150 +1783,6 @@ static CK_RV handle_session_call(BrokerClient *bc, WireCall call, WireArg *args)
         return rv;
 }
 
-/* ---- status ---- */
-
-static json_object *json_padded(const unsigned char *s, size_t n)
-{
-        while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\0'))
-                n--;
-        return json_object_new_string_len((const char *) s, (int) n);
-}
-
-static json_object *json_flags(CK_FLAGS flags, const CK_FLAGS *bits, const char *const *names, size_t n)
-{
-        json_object *a = json_object_new_array();
-
-        for (size_t i = 0; i < n; i++)
-                if (flags & bits[i])
-                        json_object_array_add(a, json_object_new_string(names[i]));
-        return a;
-}
-
-static json_object *slot_json(Slot *slot)
-{
-        static const CK_FLAGS slot_bits[] = { CKF_TOKEN_PRESENT, CKF_REMOVABLE_DEVICE, CKF_HW_SLOT };
-        static const char *const slot_names[] = { "token-present", "removable-device", "hardware-slot" };
-        static const CK_FLAGS token_bits[] = {
-                CKF_RNG, CKF_WRITE_PROTECTED, CKF_LOGIN_REQUIRED, CKF_USER_PIN_INITIALIZED,
-                CKF_PROTECTED_AUTHENTICATION_PATH, CKF_TOKEN_INITIALIZED, CKF_USER_PIN_COUNT_LOW,
-                CKF_USER_PIN_FINAL_TRY, CKF_USER_PIN_LOCKED, CKF_USER_PIN_TO_BE_CHANGED, CKF_SO_PIN_LOCKED,
-        };
-        static const char *const token_names[] = {
-                "rng", "write-protected", "login-required", "user-pin-initialized",
-                "protected-authentication-path", "token-initialized", "user-pin-count-low",
-                "user-pin-final-try", "user-pin-locked", "user-pin-to-be-changed", "so-pin-locked",
-        };
-        json_object *o = json_object_new_object(), *t = NULL;
-        CK_TOKEN_INFO ti;
-
-        json_object_object_add(o, "id", json_object_new_int64((int64_t) slot->id));
-        json_object_object_add(o, "backend", json_object_new_int((int) slot->backend->index));
-        json_object_object_add(o, "description", json_padded(slot->info.slotDescription, 64));
-        json_object_object_add(o, "manufacturer", json_padded(slot->info.manufacturerID, 32));
-        json_object_object_add(o, "flags", json_flags(slot->info.flags, slot_bits, slot_names, ELEMENTSOF(slot_bits)));
-        json_object_object_add(o, "serialized", json_object_new_boolean(slot->serialize));
-
-        if (slot->token_present) {
-                slot_call_begin(slot);
-                if (backend_get_token_info(slot, &ti) == CKR_OK) {
-                        t = json_object_new_object();
-                        json_object_object_add(t, "label", json_padded(ti.label, 32));
-                        json_object_object_add(t, "manufacturer", json_padded(ti.manufacturerID, 32));
-                        json_object_object_add(t, "model", json_padded(ti.model, 16));
-                        json_object_object_add(t, "serial", json_padded(ti.serialNumber, 16));
-                        json_object_object_add(t, "flags",
-                                               json_flags(ti.flags, token_bits, token_names, ELEMENTSOF(token_bits)));
-                        json_object_object_add(t, "clients_logged_in", json_object_new_int((int) slot->login_count));
-                }
-                slot_call_end(slot);
-        }
-        json_object_object_add(o, "token", t);
-        return o;
-}
-
-static CK_RV handle_status(BrokerClient *bc, WireArg *args)
-{
-        _cleanup_(freep) Slot **all = NULL;
-        json_object *root, *backends, *slots, *cl, *caller;
-        unsigned total_sessions = 0, n_clients = 0;
-        const char *text;
-        size_t n = 0, len;
-        CK_RV rv = CKR_OK;
-
-        if (slots_snapshot(&all, &n) < 0)
-                return CKR_HOST_MEMORY;
-
-        root = json_object_new_object();
-        json_object_object_add(root, "version", json_object_new_string(PACKAGE_VERSION));
-        json_object_object_add(root, "pid", json_object_new_int((int) getpid()));
-        json_object_object_add(root, "uptime_seconds", json_object_new_int64((int64_t) (time(NULL) - started_at)));
-        json_object_object_add(root, "socket", json_object_new_string(broker_config.socket_path ?: ""));
-        json_object_object_add(root, "state_dir", json_object_new_string(broker_config.state_dir ?: ""));
-
-        backends = json_object_new_array();
-        for (unsigned i = 0; i < backends_count(); i++) {
-                Backend *b = backend_get(i);
-                json_object *o = json_object_new_object();
-                unsigned n_backend_slots = 0;
-                char v[32];
-
-                for (size_t j = 0; j < n; j++)
-                        n_backend_slots += all[j]->backend == b && all[j]->listed;
-                json_object_object_add(o, "index", json_object_new_int((int) i));
-                json_object_object_add(o, "path", json_object_new_string(b->path));
-                json_object_object_add(o, "manufacturer", json_padded(b->info.manufacturerID, 32));
-                json_object_object_add(o, "description", json_padded(b->info.libraryDescription, 32));
-                snprintf(v, sizeof(v), "%u.%u", b->info.libraryVersion.major, b->info.libraryVersion.minor);
-                json_object_object_add(o, "library_version", json_object_new_string(v));
-                snprintf(v, sizeof(v), "%u.%u", b->info.cryptokiVersion.major, b->info.cryptokiVersion.minor);
-                json_object_object_add(o, "cryptoki_version", json_object_new_string(v));
-                json_object_object_add(o, "interface_3_0", json_object_new_boolean(b->f3 != NULL));
-                json_object_object_add(o, "slots", json_object_new_int((int) n_backend_slots));
-                json_object_array_add(backends, o);
-        }
-        json_object_object_add(root, "backends", backends);
-
-        slots = json_object_new_array();
-        for (size_t i = 0; i < n; i++)
-                if (all[i]->listed)
-                        json_object_array_add(slots, slot_json(all[i]));
-        json_object_object_add(root, "slots", slots);
-
-        pthread_mutex_lock(&clients_lock);
-        for (BrokerClient *c = clients; c; c = c->next) {
-                pthread_mutex_lock(&c->lock);
-                total_sessions += handle_map_size(c->sessions);
-                pthread_mutex_unlock(&c->lock);
-                n_clients++;
-        }
-        pthread_mutex_unlock(&clients_lock);
-        cl = json_object_new_object();
-        json_object_object_add(cl, "connected", json_object_new_int((int) n_clients));
-        json_object_object_add(cl, "sessions", json_object_new_int((int) total_sessions));
-        json_object_object_add(root, "clients", cl);
-
-        caller = json_object_new_object();
-        json_object_object_add(caller, "uid", json_object_new_int64(client_uid(bc->conn)));
-        json_object_object_add(caller, "pid", json_object_new_int64(client_pid(bc->conn)));
-        pthread_mutex_lock(&bc->lock);
-        json_object_object_add(caller, "sessions", json_object_new_int((int) handle_map_size(bc->sessions)));
-        json_object_object_add(caller, "objects", json_object_new_int((int) handle_map_size(bc->objects)));
-        pthread_mutex_unlock(&bc->lock);
-        json_object_object_add(root, "caller", caller);
-
-        text = json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN);
-        len = strlen(text);
-        if (args[0].ptr) {
-                if (len > args[0].len)
-                        rv = CKR_BUFFER_TOO_SMALL;
-                else
-                        memcpy(args[0].ptr, text, len);
-        }
-        args[0].len = len;
-        json_object_put(root);
-        return rv;
-}
-
 /* ---- the entry point ---- */
 
 int broker_handle(BrokerClient *bc, const uint8_t *payload, size_t len, Buffer *reply)
@@ -2295,7 +1827,7 @@ int broker_handle(BrokerClient *bc, const uint8_t *payload, size_t len, Buffer *
                 rv = CKR_OK;
                 break;
         case KYSO_CALL_DAEMON_STATUS:
-                rv = handle_status(bc, args);
+                rv = broker_status(bc, args);
                 break;
         case KYSO_CALL_C_GetSlotList:
                 rv = handle_get_slot_list(bc, args);

@@ -70,6 +70,9 @@ static void answer(int fd, const char *s)
                 fprintf(stderr, "usb-driver: cannot answer: %m\n");
 }
 
+/* The testbed's root directory (umockdev_testbed_get_root_dir() returns a new copy each time). */
+static char *root;
+
 static void command(UMockdevTestbed *tb, char *line, int ack)
 {
         char syspath[128];
@@ -83,7 +86,7 @@ static void command(UMockdevTestbed *tb, char *line, int ack)
 
                 /* umockdev aborts on adding a device that exists: say so instead. */
                 snprintf(path, sizeof(path), "%s/sys/devices/pci0000:00/0000:00:14.0/usb1/1-%d",
-                         umockdev_testbed_get_root_dir(tb), n);
+                         root, n);
                 if (access(path, F_OK) == 0) {
                         answer(ack, "error exists");
                         free(d);
@@ -107,7 +110,7 @@ static void command(UMockdevTestbed *tb, char *line, int ack)
 
                 umockdev_testbed_uevent(tb, syspath, "remove");
                 umockdev_testbed_remove_device(tb, syspath);
-                snprintf(left, sizeof(left), "%s%s", umockdev_testbed_get_root_dir(tb), syspath);
+                snprintf(left, sizeof(left), "%s%s", root, syspath);
                 if (access(left, F_OK) == 0) {
                         fprintf(stderr, "usb-driver: %s is still there after remove_device\n", left);
                         answer(ack, "error still there");
@@ -134,6 +137,7 @@ int main(int argc, char **argv)
                 return 2;
         }
         tb = umockdev_testbed_new();
+        root = tb ? umockdev_testbed_get_root_dir(tb) : NULL;
         /* Read-write on our side, so that the fifo never reads end-of-file between the test's writes. */
         cmd = open(argv[1], O_RDWR | O_CLOEXEC | O_NONBLOCK);
         ack = open(argv[2], O_RDWR | O_CLOEXEC);
@@ -177,6 +181,7 @@ int main(int argc, char **argv)
                                 len = 0; /* a line too long to be a command */
                 }
         }
+        g_free(root);
         g_object_unref(tb);
         return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
