@@ -4,11 +4,14 @@
  * /var/lib/kyso/kyso.db). It holds the tokens the daemon has seen, the
  * custody records (who holds which token, by which written decision, in
  * which state) and the handovers between holders; later the PIN-change
- * dates and the audit chain. This is the only file that runs SQL.
+ * dates and the audit chain. store.c and store-audit.c (the audit chain) are the only files that run
+ * SQL.
  *
  * The database is in WAL mode with synchronous=FULL: a function that
  * returned 0 has committed, and neither SIGKILL of kysod nor a crash of the
- * machine loses it or leaves the file unusable. The schema carries a
+ * machine loses it or leaves the file unusable. Audit appends alone commit
+ * with synchronous=NORMAL (store_audit_append()): SIGKILL loses none, a
+ * power cut may lose the last few. The schema carries a
  * version (PRAGMA user_version) and a list of migrations run in order, each
  * in its own transaction. A database of a newer schema than this build knows
  * is refused, never modified.
