@@ -306,7 +306,9 @@ sign_and_verify demo-ec 02 ECDSA "SHA-256 + ECDSA" "$DEV/data.sha256" --signatur
 
 # A tampered message must not verify: shows the check above is real.
 cp "$DEV/data.bin" "$DEV/tampered.bin"
-printf 'x' | dd of="$DEV/tampered.bin" bs=1 seek=100 conv=notrunc status=none
+# Inverted, not overwritten: a fixed byte would leave random data unchanged once in 256 runs.
+python3 -c 'import sys; b = bytearray(open(sys.argv[1], "rb").read()); b[100] ^= 0xff; open(sys.argv[1], "wb").write(b)' \
+        "$DEV/tampered.bin"
 if openssl dgst -sha256 -verify "$DEV/demo-rsa-pub.pem" -signature "$DEV/demo-rsa.sig" "$DEV/tampered.bin" >/dev/null 2>&1; then
         die "openssl accepted the RSA signature for a modified file"
 fi

@@ -102,6 +102,12 @@ expect_contains() {
     fi
 }
 
+# flip_byte FILE OFFSET: inverts the bits of one byte (writing a fixed value would leave it unchanged in
+# one run of 256).
+flip_byte() {
+    python3 -c 'import sys; b = bytearray(open(sys.argv[1], "rb").read()); b[int(sys.argv[2])] ^= 0xff; open(sys.argv[1], "wb").write(b)' "$1" "$2"
+}
+
 # Run a command with the client timeout; exit 124 means it hung.
 t() {
     timeout -k 5 "$KYSO_CLIENT_TIMEOUT" "$@"

@@ -102,7 +102,7 @@ check "openssl dgst -sign with RSA-PSS by pkcs11: URI verifies" sign_pss
 
 bad_signature() {
     cp rsa.sig bad.sig
-    printf 'x' | dd of=bad.sig bs=1 seek=100 conv=notrunc status=none
+    flip_byte bad.sig 100
     if openssl dgst -sha256 -verify rsa.pem -signature bad.sig data; then
         fail "a corrupted signature verified"
     fi

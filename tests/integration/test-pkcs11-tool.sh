@@ -113,7 +113,7 @@ sign_rsa_pkcs() {
     p11_user --verify -m SHA256-RSA-PKCS --id 01 -i data --signature-file sig.rsa >out
     expect_contains out 'Signature is valid'
     # A wrong signature must be refused (by OpenSSL and through kyso).
-    printf 'x' | dd of=sig.rsa bs=1 seek=10 conv=notrunc status=none
+    flip_byte sig.rsa 10
     if openssl dgst -sha256 -verify rsa.pem -signature sig.rsa data; then
         fail "openssl accepted a corrupted signature"
     fi
