@@ -35,8 +35,13 @@ if [ "${1:-}" != --inner ]; then
     echo "$T0" >"$work/clock"
     mkdir -p "$work/state"
     rc=0
-    unshare -m --propagation private bash -c 'mount -t tmpfs -o size=4m,mode=0755 kyso-state "$1" && shift && exec "$@"' \
+    # In the namespace, also a /run/systemd of our own, where the test listens as the journal does:
+    # kysod believes it runs under systemd (INVOCATION_ID) and sends its audit records there.
+    unshare -m --propagation private bash -c 'mount -t tmpfs -o size=4m,mode=0755 kyso-state "$1" &&
+        mount -t tmpfs -o size=1m,mode=0755 kyso-journal /run/systemd && mkdir /run/systemd/journal &&
+        shift && exec "$@"' \
         _ "$work/state" env KYSO_TEST_CLOCK="$work/clock" KYSO_TEST_STATE_DIR="$work/state" \
+        INVOCATION_ID=0123456789abcdef0123456789abcdef \
         "$here/with-kysod.sh" --tokens 2 --config "$here/pin.conf" -- "$0" --inner || rc=$?
     exit $rc
 fi
@@ -55,6 +60,22 @@ set_clock() {
 }
 
 start_signal_monitor
+
+# The journal's socket, as systemd-journald listens on it: what kysod sends, one datagram a line.
+journal_log="$WORK/journal.log"
+python3 - "$journal_log" <<'PY' &
+import os, socket, sys
+path = "/run/systemd/journal/socket"
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(path)
+os.chmod(path, 0o666)
+with open(sys.argv[1], "ab", buffering=0) as out:
+    while True:
+        data = s.recv(1 << 16)
+        out.write(data.replace(b"\n", b"\x1e") + b"\n")
+PY
+journal_pid=$!
+trap 'kill $monitor_pid $journal_pid 2>/dev/null || true' EXIT
 
 # wait_for SECONDS CMD...: until CMD succeeds (polling every 0.1 s).
 wait_for() {
@@ -247,6 +268,35 @@ no_pins() {
     if grep -q -- "$PIN" "$KYSO_TEST_DIR/kysod.log"; then fail "a PIN is in kysod's log"; fi
 }
 check "no PIN in the database, the audit log or kysod's log" no_pins
+
+journal() {
+    python3 - "$journal_log" "$S1" <<'PY'
+import sys
+recs = []
+for line in open(sys.argv[1], "rb"):
+    fields = {}
+    for f in line.rstrip(b"\n").split(b"\x1e"):
+        k, _, v = f.partition(b"=")
+        fields[k.decode()] = v.decode("utf-8", "replace")
+    recs.append(fields)
+signs = [r for r in recs if r.get("MESSAGE_ID") == "6d1b99dddbf5458a91e801f676834e83"]
+assert signs, "no sign record in the journal (%d datagrams)" % len(recs)
+r = [x for x in signs if x.get("KYSO_TOKEN_SERIAL") == sys.argv[2] and x.get("KYSO_RESULT") == "CKR_OK"][0]
+assert r["KYSO_EVENT"] == "sign" and r["KYSO_KEY_ID"] == "a1" and r["KYSO_MECHANISM"] == "CKM_ECDSA", r
+assert r["KYSO_UID"] == "0" and int(r["KYSO_PID"]) > 0 and len(r["KYSO_AUDIT_HASH"]) == 64, r
+assert r["SYSLOG_IDENTIFIER"] == "kysod" and r["PRIORITY"] == "6", r
+ids = {x.get("MESSAGE_ID") for x in recs}
+for event, mid in (("login", "4f816c39912846fc9ecf4eb80735942c"), ("pin-change", "ac8af7ef00904d1d9611710e71732797"),
+                   ("custody", "d022726e25c04a10a828abd0e77cb6a6"), ("refused", "1b8fd9576a2347909d3f259cba35262c")):
+    assert mid in ids, "no %s record in the journal" % event
+print(len(recs), "journal records,", len(signs), "signatures")
+PY
+    local p
+    for p in "$PIN" "$GOOD_PIN" "$PIN1"; do
+        if grep -a -q -- "$p" "$journal_log"; then fail "PIN $p went to the journal"; fi
+    done
+}
+check "under systemd, each audit record also goes to the journal (MESSAGE_ID per event, KYSO_* fields, no PIN)" journal
 
 filters() {
     local n_all n_s2 n_sign
