@@ -60,12 +60,18 @@ static const char *s_or_empty(const char *s)
         return s ?: "";
 }
 
+/* The record's link in the chain, as 64 hex digits. */
+static void hash_hex(const AuditRecord *r, char out[65])
+{
+        for (size_t i = 0; i < 32; i++)
+                snprintf(out + 2 * i, 3, "%02x", r->hash[i]);
+}
+
 static void journal_send(const AuditRecord *r)
 {
         char hash[65];
 
-        for (size_t i = 0; i < 32; i++)
-                snprintf(hash + 2 * i, 3, "%02x", r->hash[i]);
+        hash_hex(r, hash);
         (void) sd_journal_send("MESSAGE=%s by uid %u (pid %d, %s) on token %s%s%s: %s%s%s", r->event, r->uid,
                                (int) r->pid, r->exe[0] ? r->exe : "?", r->serial[0] ? r->serial : "-",
                                r->mechanism[0] ? " with " : "", r->mechanism, r->result, r->detail[0] ? ": " : "",
@@ -114,8 +120,7 @@ static json_object *record_json(const AuditRecord *r)
         char t[32], hash[65];
 
         custody_time_format(r->at, t, sizeof(t));
-        for (size_t i = 0; i < 32; i++)
-                snprintf(hash + 2 * i, 3, "%02x", r->hash[i]);
+        hash_hex(r, hash);
         json_object_object_add(o, "id", json_object_new_int64(r->id));
         json_object_object_add(o, "time", json_object_new_string(t));
         json_object_object_add(o, "event", json_object_new_string(r->event));

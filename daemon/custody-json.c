@@ -120,7 +120,7 @@ static json_object *string_or_null(const char *s)
         return s ? json_object_new_string(s) : NULL;
 }
 
-static json_object *time_or_null(int64_t t)
+json_object *custody_time_json(int64_t t)
 {
         char buf[32];
 
@@ -142,7 +142,7 @@ int custody_json_export(const CustodyRecord *recs, size_t n, int64_t now, char *
         }
         json_object_object_add(root, "format", json_object_new_string(CUSTODY_JSON_FORMAT));
         json_object_object_add(root, "version", json_object_new_int(CUSTODY_JSON_VERSION));
-        json_object_object_add(root, "exported_at", time_or_null(now));
+        json_object_object_add(root, "exported_at", custody_time_json(now));
         for (size_t i = 0; i < n; i++) {
                 const CustodyRecord *r = &recs[i];
                 json_object *o = json_object_new_object();
@@ -154,8 +154,8 @@ int custody_json_export(const CustodyRecord *recs, size_t n, int64_t now, char *
                 json_object_object_add(o, "decision", json_object_new_string(r->decision_ref));
                 json_object_object_add(o, "decision_date", json_object_new_string(r->decision_date));
                 json_object_object_add(o, "signed_by", string_or_null(r->decision_signer));
-                json_object_object_add(o, "valid_from", time_or_null(r->valid_from));
-                json_object_object_add(o, "valid_until", time_or_null(r->valid_until));
+                json_object_object_add(o, "valid_from", custody_time_json(r->valid_from));
+                json_object_object_add(o, "valid_until", custody_time_json(r->valid_until));
                 json_object_object_add(o, "state", json_object_new_string(custody_state_to_string(r->state)));
                 json_object_object_add(o, "state_reason", string_or_null(r->state_reason));
                 json_object_object_add(o, "pin_change_required", json_object_new_boolean(r->pin_change_required));

@@ -31,6 +31,8 @@ const char *custody_record_invalid(const CustodyRecord *r);
 
 /* Unix seconds as RFC 3339 UTC ("2026-11-30T08:00:00Z"); buf of at least 21 bytes. */
 void custody_time_format(int64_t t, char *buf, size_t size);
+/* The time as a JSON string in that form, or JSON null (NULL) for 0. */
+struct json_object *custody_time_json(int64_t t);
 /* RFC 3339 with "Z" or a "+HH:MM"/"-HH:MM" offset; -EINVAL if not. */
 int custody_time_parse(const char *s, int64_t *ret);
 

@@ -11,16 +11,6 @@
 #include "report.h"
 #include "state.h"
 
-static json_object *time_json(int64_t t)
-{
-        char buf[32];
-
-        if (t == 0)
-                return NULL;
-        custody_time_format(t, buf, sizeof(buf));
-        return json_object_new_string(buf);
-}
-
 static json_object *str_json(const char *s)
 {
         return json_object_new_string(s ?: "");
@@ -42,23 +32,23 @@ static json_object *token_json(const TokenView *v, uint64_t signatures)
         json_object_object_add(o, "decision_date", str_json(c ? c->decision_date : ""));
         json_object_object_add(o, "signed_by", str_json(c ? c->decision_signer : ""));
         json_object_object_add(o, "state", str_json(c ? custody_state_to_string(c->state) : "unassigned"));
-        json_object_object_add(o, "valid_from", time_json(c ? c->valid_from : 0));
-        json_object_object_add(o, "valid_until", time_json(c ? c->valid_until : 0));
-        json_object_object_add(o, "pin_changed_at", time_json(v->pin_changed_at));
-        json_object_object_add(o, "pin_due_at", time_json(v->pin.due_at));
+        json_object_object_add(o, "valid_from", custody_time_json(c ? c->valid_from : 0));
+        json_object_object_add(o, "valid_until", custody_time_json(c ? c->valid_until : 0));
+        json_object_object_add(o, "pin_changed_at", custody_time_json(v->pin_changed_at));
+        json_object_object_add(o, "pin_due_at", custody_time_json(v->pin.due_at));
         json_object_object_add(o, "pin_state", str_json(pin_state_to_string(v->pin.state)));
         for (size_t i = 0; i < v->n_certificates; i++) {
                 json_object *x = json_object_new_object();
 
                 json_object_object_add(x, "subject", str_json(v->certificates[i].subject));
                 json_object_object_add(x, "issuer", str_json(v->certificates[i].issuer));
-                json_object_object_add(x, "not_before", time_json(v->certificates[i].not_before));
-                json_object_object_add(x, "not_after", time_json(v->certificates[i].not_after));
+                json_object_object_add(x, "not_before", custody_time_json(v->certificates[i].not_before));
+                json_object_object_add(x, "not_after", custody_time_json(v->certificates[i].not_after));
                 json_object_array_add(certs, x);
         }
         json_object_object_add(o, "certificates", certs);
-        json_object_object_add(o, "first_seen", time_json(v->token.first_seen));
-        json_object_object_add(o, "last_seen", time_json(v->token.last_seen));
+        json_object_object_add(o, "first_seen", custody_time_json(v->token.first_seen));
+        json_object_object_add(o, "last_seen", custody_time_json(v->token.last_seen));
         json_object_object_add(o, "signatures", json_object_new_int64((int64_t) signatures));
         return o;
 }
@@ -76,9 +66,9 @@ int report_json(int64_t since, int64_t until, char **ret)
                 return r;
         root = json_object_new_object();
         tokens = json_object_new_array();
-        json_object_object_add(root, "generated_at", time_json(clock_now()));
-        json_object_object_add(root, "since", time_json(since));
-        json_object_object_add(root, "until", time_json(until));
+        json_object_object_add(root, "generated_at", custody_time_json(clock_now()));
+        json_object_object_add(root, "since", custody_time_json(since));
+        json_object_object_add(root, "until", custody_time_json(until));
         for (size_t i = 0; i < n && r >= 0; i++) {
                 uint64_t signatures = 0;
                 TokenView v;
