@@ -177,6 +177,17 @@ int audit_verify(AuditVerdict *ret)
         return r;
 }
 
+int audit_flush(void)
+{
+        Store *s;
+        int r;
+
+        s = state_acquire();
+        r = s ? store_audit_flush(s) : 0;
+        state_release();
+        return r;
+}
+
 const char *audit_mechanism_name(CK_MECHANISM_TYPE m, char *buf, size_t size)
 {
         static const struct {

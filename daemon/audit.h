@@ -43,3 +43,7 @@ const char *audit_mechanism_name(CK_MECHANISM_TYPE m, char *buf, size_t size);
 /* The records the filter selects, as the JSON array Manager.GetAudit returns. */
 int audit_query_json(const AuditFilter *f, char **ret);
 int audit_verify(AuditVerdict *ret);
+/* Moves the records waiting in the spool into the database (store_audit_flush()); kysod's loop calls it
+ * every AUDIT_FLUSH_USEC so that the table is never far behind. */
+#define AUDIT_FLUSH_USEC (1000U * 1000U)
+int audit_flush(void);

@@ -2,6 +2,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <p11-kit/p11-kit.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,12 @@ static void backend_free(Backend *b)
         free(b);
 }
 
+/* See Backend.objects_generation. */
+static void objects_changed(Backend *b)
+{
+        atomic_fetch_add(&b->objects_generation, 1);
+}
+
 /* Prefer the 3.0 interface, so the 3.0 functions reach modules that have them. */
 static CK_RV backend_get_functions(Backend *b)
 {
@@ -77,6 +84,7 @@ static int backend_load_one(const char *path, Backend **ret)
         b = calloc(1, sizeof(Backend));
         if (!b)
                 return log_oom();
+        b->names_lock = (pthread_mutex_t) PTHREAD_MUTEX_INITIALIZER;
         b->path = strdup(path);
         if (!b->path) {
                 backend_free(b);
@@ -419,6 +427,7 @@ static int apply_scan_locked(Backend *b, const SlotSeen *seen, size_t n_seen, CK
                 s->info = seen[i].info;
                 if (s->token_present != present) {
                         s->token_present = present;
+                        objects_changed(b);
                         log_info("Slot %lu: token %s.", s->id, present ? "inserted" : "removed");
                         if (add_event(events, n_events, s->id) < 0)
                                 return -ENOMEM;
@@ -429,6 +438,7 @@ static int apply_scan_locked(Backend *b, const SlotSeen *seen, size_t n_seen, CK
         for (size_t i = 0; i < n_slots; i++)
                 if (slots[i]->backend == b && !slots[i]->listed && slots[i]->token_present) {
                         slots[i]->token_present = false;
+                        objects_changed(b);
                         slots[i]->info.flags &= ~CKF_TOKEN_PRESENT;
                         log_info("Slot %lu: gone.", slots[i]->id);
                         if (add_event(events, n_events, slots[i]->id) < 0)
@@ -523,7 +533,37 @@ void slot_call_end(Slot *s)
 /* Calls a 3.0-only function, or answers as a 2.x module would. */
 #define CALL3(fn, ...) (F3(fn) ? F3(fn)(__VA_ARGS__) : CKR_FUNCTION_NOT_SUPPORTED)
 
+/* The calls after which a handle may name another object, or an object other names (see Backend). */
+static bool call_changes_objects(WireCall call)
+{
+        switch (call) {
+        case KYSO_CALL_C_InitToken:
+        case KYSO_CALL_C_CloseSession:
+        case KYSO_CALL_C_CloseAllSessions:
+        case KYSO_CALL_C_Login:
+        case KYSO_CALL_C_LoginUser:
+        case KYSO_CALL_C_Logout:
+        case KYSO_CALL_C_DestroyObject:
+        case KYSO_CALL_C_SetAttributeValue:
+                return true;
+        default:
+                return false;
+        }
+}
+
+static CK_RV invoke(Backend *b, WireCall call, WireArg *args);
+
 CK_RV backend_invoke(Backend *b, WireCall call, WireArg *args)
+{
+        CK_RV rv = invoke(b, call, args);
+
+        /* After the call: a name read while it ran was read under the old generation, and is dropped. */
+        if (call_changes_objects(call))
+                objects_changed(b);
+        return rv;
+}
+
+static CK_RV invoke(Backend *b, WireCall call, WireArg *args)
 {
         CK_FUNCTION_LIST *f = b->f;
 
@@ -707,17 +747,26 @@ CK_RV backend_open_session(Slot *s, CK_FLAGS flags, CK_SESSION_HANDLE *ret)
 
 CK_RV backend_close_session(Slot *s, CK_SESSION_HANDLE h)
 {
-        return s->backend->f->C_CloseSession(h);
+        CK_RV rv = s->backend->f->C_CloseSession(h);
+
+        objects_changed(s->backend);
+        return rv;
 }
 
 CK_RV backend_login(Slot *s, CK_SESSION_HANDLE h, CK_USER_TYPE user, const uint8_t *pin, size_t pin_len)
 {
-        return s->backend->f->C_Login(h, user, (CK_UTF8CHAR_PTR) pin, pin_len);
+        CK_RV rv = s->backend->f->C_Login(h, user, (CK_UTF8CHAR_PTR) pin, pin_len);
+
+        objects_changed(s->backend);
+        return rv;
 }
 
 CK_RV backend_logout(Slot *s, CK_SESSION_HANDLE h)
 {
-        return s->backend->f->C_Logout(h);
+        CK_RV rv = s->backend->f->C_Logout(h);
+
+        objects_changed(s->backend);
+        return rv;
 }
 
 CK_RV backend_session_info(Slot *s, CK_SESSION_HANDLE h, CK_SESSION_INFO *ret)
@@ -771,6 +820,41 @@ CK_RV backend_key_names(Slot *s, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, char *
                                 label[i] = '?';
         }
         return CKR_OK;
+}
+
+void backend_key_names_cached(Slot *s, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, char id_hex[static 129],
+                              char label[static 129])
+{
+        Backend *b = s->backend;
+        uint64_t gen = atomic_load(&b->objects_generation);
+        KeyNames *e;
+
+        pthread_mutex_lock(&b->names_lock);
+        for (size_t i = 0; i < KEY_NAMES_CACHED; i++) {
+                e = &b->names[i];
+                if (e->handle == o && e->generation == gen && o != CK_INVALID_HANDLE) {
+                        memcpy(id_hex, e->id_hex, sizeof(e->id_hex));
+                        memcpy(label, e->label, sizeof(e->label));
+                        pthread_mutex_unlock(&b->names_lock);
+                        return;
+                }
+        }
+        pthread_mutex_unlock(&b->names_lock);
+
+        slot_call_begin(s);
+        if (backend_key_names(s, h, o, id_hex, 129, label, 129) != CKR_OK) {
+                slot_call_end(s);
+                return; /* not remembered: the next record asks again */
+        }
+        slot_call_end(s);
+
+        pthread_mutex_lock(&b->names_lock);
+        e = &b->names[b->names_next++ % KEY_NAMES_CACHED];
+        e->handle = o;
+        e->generation = gen; /* read before the call: a change during it makes the entry stale at once */
+        memcpy(e->id_hex, id_hex, sizeof(e->id_hex));
+        memcpy(e->label, label, sizeof(e->label));
+        pthread_mutex_unlock(&b->names_lock);
 }
 
 #define CERTIFICATES_MAX 64U
@@ -857,7 +941,10 @@ CK_RV backend_object_visibility(Slot *s, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o
 
 CK_RV backend_destroy_object(Slot *s, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o)
 {
-        return s->backend->f->C_DestroyObject(h, o);
+        CK_RV rv = s->backend->f->C_DestroyObject(h, o);
+
+        objects_changed(s->backend);
+        return rv;
 }
 
 CK_RV backend_find_all(Slot *s, CK_SESSION_HANDLE h, CK_ATTRIBUTE *tmpl, CK_ULONG count,

@@ -30,6 +30,15 @@ typedef enum SerializeMode {
         _SERIALIZE_INVALID = -EINVAL,
 } SerializeMode;
 
+/* A key's names as an audit record gives them, remembered per module (backend_key_names_cached()). */
+#define KEY_NAMES_CACHED 16
+typedef struct KeyNames {
+        CK_OBJECT_HANDLE handle; /* CK_INVALID_HANDLE: an empty entry */
+        uint64_t generation;     /* the module's objects_generation when they were read */
+        char id_hex[129];
+        char label[129];
+} KeyNames;
+
 typedef struct Backend {
         unsigned index;
         char *path;
@@ -41,6 +50,17 @@ typedef struct Backend {
         bool initialized;
         pthread_t waiter;         /* blocks in C_WaitForSlotEvent(0), see backends_watch() */
         bool waiter_started;
+
+        /*
+         * Bumped after every call that can destroy an object, change its attributes or let the module give
+         * its handle to another object: closing sessions (their session objects go), logging in or out (a
+         * module may renumber private objects), C_DestroyObject, C_SetAttributeValue, C_InitToken, and a token
+         * leaving or arriving. Object handles belong to the module, not to a slot or session.
+         */
+        _Atomic uint64_t objects_generation;
+        pthread_mutex_t names_lock;
+        KeyNames names[KEY_NAMES_CACHED];
+        unsigned names_next;
 } Backend;
 
 typedef struct Slot {
@@ -106,6 +126,13 @@ CK_RV backend_object_visibility(Slot *s, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o
  */
 CK_RV backend_key_names(Slot *s, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, char *id_hex, size_t id_size, char *label,
                         size_t label_size);
+/*
+ * backend_key_names() remembered: a signature's audit record names its key without asking the module each
+ * time (SoftHSM2 decrypts a private key's attributes for every read: 60-70 us per signature here). An entry
+ * holds while objects_generation is what it was when it was read.
+ */
+void backend_key_names_cached(Slot *s, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, char id_hex[static 129],
+                              char label[static 129]);
 /* A certificate object's value and names, as backend_certificates() reads them. */
 typedef struct BackendCertificate {
         uint8_t *der;

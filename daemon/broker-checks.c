@@ -165,11 +165,8 @@ int audit_operation(BrokerClient *bc, Slot *slot, const char *event, CK_SESSION_
         char serial[33], id[129] = "", label[129] = "", mbuf[24];
 
         custody_slot_serial(slot->id, serial);
-        if (key != CK_INVALID_HANDLE) {
-                slot_call_begin(slot);
-                (void) backend_key_names(slot, real_session, key, id, sizeof(id), label, sizeof(label));
-                slot_call_end(slot);
-        }
+        if (key != CK_INVALID_HANDLE)
+                backend_key_names_cached(slot, real_session, key, id, label);
         return audit_log(&(AuditEntry) {
                 .event = event,
                 .uid = bc->uid,

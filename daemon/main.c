@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "backend.h"
 #include "broker.h"
 #include "bus.h"
@@ -281,6 +282,15 @@ static int on_exit_signal(sd_event_source *s, const struct signalfd_siginfo *si,
 static const char *reload_path;
 static bool reload_required;
 
+/* Keeps the audit table close behind the spool (audit.h); a failure is logged where it happens. */
+static int on_audit_flush(sd_event_source *s, uint64_t usec, void *userdata)
+{
+        (void) audit_flush();
+        (void) sd_event_source_set_time_relative(s, AUDIT_FLUSH_USEC);
+        (void) sd_event_source_set_enabled(s, SD_EVENT_ONESHOT);
+        return 0;
+}
+
 static int on_hup(sd_event_source *s, const struct signalfd_siginfo *si, void *userdata)
 {
         KysodConfig c;
@@ -447,8 +457,9 @@ int main(int argc, char *argv[])
         }
         if (sd_event_add_signal(event, NULL, SIGTERM, on_exit_signal, NULL) < 0 ||
             sd_event_add_signal(event, NULL, SIGINT, on_exit_signal, NULL) < 0 ||
-            sd_event_add_signal(event, NULL, SIGHUP, on_hup, NULL) < 0) {
-                r = log_error_errno(EIO, "Failed to set up signal handling.");
+            sd_event_add_signal(event, NULL, SIGHUP, on_hup, NULL) < 0 ||
+            sd_event_add_time_relative(event, NULL, CLOCK_MONOTONIC, AUDIT_FLUSH_USEC, 0, on_audit_flush, NULL) < 0) {
+                r = log_error_errno(EIO, "Failed to set up signal handling and timers.");
                 goto finish;
         }
         r = bus_start(event, config.bus);

@@ -15,6 +15,7 @@
  * cannot stop someone who can write the file from rewriting the whole chain.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <openssl/evp.h>
@@ -23,6 +24,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "log.h"
 #include "macro.h"
@@ -72,27 +75,77 @@ static void put_be32(uint8_t *p, uint32_t v)
                 p[i] = (uint8_t) v;
 }
 
+static uint64_t get_be64(const uint8_t *p)
+{
+        uint64_t v = 0;
+
+        for (int i = 0; i < 8; i++)
+                v = v << 8 | p[i];
+        return v;
+}
+
+static uint32_t get_be32(const uint8_t *p)
+{
+        return (uint32_t) p[0] << 24 | (uint32_t) p[1] << 16 | (uint32_t) p[2] << 8 | p[3];
+}
+
+#define AUDIT_FIXED_SIZE (8 + 8 + 4 + 4)
+
+/*
+ * The one encoding of a record's fields: what is hashed after prev_hash, and what the spool holds. id, at,
+ * uid and pid big-endian, then each text as a 4-byte big-endian length and its bytes. Callers keep lengths
+ * within INT_MAX: that is all SQLite stores or binds.
+ */
+typedef void (*AuditEmit)(void *userdata, const void *p, size_t n);
+
+static void audit_encode(const AuditFields *f, AuditEmit emit, void *userdata)
+{
+        uint8_t fixed[AUDIT_FIXED_SIZE], len[4];
+
+        put_be64(fixed, (uint64_t) f->id);
+        put_be64(fixed + 8, (uint64_t) f->at);
+        put_be32(fixed + 16, f->uid);
+        put_be32(fixed + 20, (uint32_t) f->pid);
+        emit(userdata, fixed, sizeof(fixed));
+        for (size_t i = 0; i < AUDIT_TEXTS; i++) {
+                put_be32(len, (uint32_t) f->len[i]);
+                emit(userdata, len, sizeof(len));
+                if (f->len[i] > 0)
+                        emit(userdata, f->text[i], f->len[i]);
+        }
+}
+
+static size_t audit_encoded_size(const AuditFields *f)
+{
+        size_t n = AUDIT_FIXED_SIZE;
+
+        for (size_t i = 0; i < AUDIT_TEXTS; i++)
+                n += 4 + f->len[i];
+        return n;
+}
+
+typedef struct HashSink {
+        EVP_MD_CTX *ctx;
+        bool ok;
+} HashSink;
+
+static void emit_hash(void *userdata, const void *p, size_t n)
+{
+        HashSink *h = userdata;
+
+        h->ok = h->ok && EVP_DigestUpdate(h->ctx, p, n) == 1;
+}
+
 static int audit_hash(EVP_MD_CTX *ctx, const uint8_t prev[AUDIT_HASH_SIZE], const AuditFields *f,
                       uint8_t ret[AUDIT_HASH_SIZE])
 {
-        uint8_t fixed[AUDIT_HASH_SIZE + 8 + 8 + 4 + 4], len[4], out[EVP_MAX_MD_SIZE];
+        HashSink sink = { ctx, EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 };
+        uint8_t out[EVP_MAX_MD_SIZE];
         unsigned n = 0;
-        bool ok;
 
-        memcpy(fixed, prev, AUDIT_HASH_SIZE);
-        put_be64(fixed + AUDIT_HASH_SIZE, (uint64_t) f->id);
-        put_be64(fixed + AUDIT_HASH_SIZE + 8, (uint64_t) f->at);
-        put_be32(fixed + AUDIT_HASH_SIZE + 16, f->uid);
-        put_be32(fixed + AUDIT_HASH_SIZE + 20, (uint32_t) f->pid);
-        ok = EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
-             EVP_DigestUpdate(ctx, fixed, sizeof(fixed)) == 1;
-        for (size_t i = 0; ok && i < AUDIT_TEXTS; i++) {
-                /* Callers keep lengths within INT_MAX: that is all SQLite stores or binds. */
-                put_be32(len, (uint32_t) f->len[i]);
-                ok = EVP_DigestUpdate(ctx, len, sizeof(len)) == 1 &&
-                     (f->len[i] == 0 || EVP_DigestUpdate(ctx, f->text[i], f->len[i]) == 1);
-        }
-        if (!ok || EVP_DigestFinal_ex(ctx, out, &n) != 1 || n != AUDIT_HASH_SIZE) {
+        emit_hash(&sink, prev, AUDIT_HASH_SIZE);
+        audit_encode(f, emit_hash, &sink);
+        if (!sink.ok || EVP_DigestFinal_ex(ctx, out, &n) != 1 || n != AUDIT_HASH_SIZE) {
                 log_error("Failed to compute SHA-256 for audit record %" PRId64 ".", f->id);
                 return -EIO;
         }
@@ -278,18 +331,185 @@ static int audit_next(sqlite3 *db, int64_t *ret_id, uint8_t ret_prev[AUDIT_HASH_
         return 0;
 }
 
-static int audit_append(Store *s, AuditRecord *rec)
+/* Inserts one record of the chain (prev is the previous record's hash) with a statement prepared once per
+ * transaction. */
+static int audit_insert(sqlite3 *db, sqlite3_stmt *ins, const AuditFields *f, const uint8_t prev[AUDIT_HASH_SIZE],
+                        const uint8_t hash[AUDIT_HASH_SIZE])
 {
-        _cleanup_(tx_rollbackp) sqlite3 *tx = NULL;
-        _cleanup_(sqlite3_finalizep) sqlite3_stmt *ins = NULL, *head = NULL;
-        _cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *ctx = NULL;
-        uint8_t prev[AUDIT_HASH_SIZE], hash[AUDIT_HASH_SIZE];
-        AuditFields f;
         int r, rc = SQLITE_OK;
 
-        if (!s || !rec || isempty(rec->event))
+        bind_int64(ins, 1, f->id, &rc);
+        bind_int64(ins, 2, f->at, &rc);
+        bind_int64(ins, 3, f->uid, &rc);
+        bind_int64(ins, 4, f->pid, &rc);
+        for (int i = 0; i < AUDIT_TEXTS; i++)
+                bind_text_n(ins, AUDIT_TEXT_COLUMN + 1 + i, f->text[i], f->len[i], &rc);
+        bind_hash(ins, AUDIT_PREV_HASH_COLUMN + 1, prev, &rc);
+        bind_hash(ins, AUDIT_HASH_COLUMN + 1, hash, &rc);
+        r = sql_step_done(db, ins, rc, "append to the audit log");
+        (void) sqlite3_reset(ins);
+        (void) sqlite3_clear_bindings(ins);
+        return r;
+}
+
+static int audit_set_head(sqlite3 *db, int64_t id, const uint8_t hash[AUDIT_HASH_SIZE])
+{
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *head = NULL;
+        int r, rc = SQLITE_OK;
+
+        r = sql_prepare(db,
+                "INSERT INTO audit_head (k, last_id, last_hash) VALUES (1, ?1, ?2) "
+                "ON CONFLICT (k) DO UPDATE SET last_id = excluded.last_id, last_hash = excluded.last_hash",
+                &head);
+        if (r < 0)
+                return r;
+        bind_int64(head, 1, id, &rc);
+        bind_hash(head, 2, hash, &rc);
+        return sql_step_done(db, head, rc, "move the audit log's head");
+}
+
+/* ---- the spool ----
+ *
+ * A record is appended with one write() to a file beside the database (kyso.db-audit), which is what a
+ * signature waits for: a few microseconds, where a SQLite transaction per record cost 150-200 (BENCHMARKS.md).
+ * Each spooled record is
+ *     "KYA1", length of the rest (4 bytes big-endian), the encoded fields (audit_encode()), its hash (32)
+ * chained like the table's records: the first follows the table's head. store_audit_flush() moves the
+ * spooled records into the table in one transaction (synchronous=FULL) and then empties the file; a crash
+ * between the two leaves records that are already in the table, which the next flush skips by id. Every
+ * record is checked against its hash and its place in the chain as it moves: a spool edited or cut in the
+ * middle is not imported and stops appends, like a damaged head. An incomplete record at the very end
+ * (kysod killed inside the write, which then never returned) is dropped with a warning.
+ *
+ * A written record survives SIGKILL of kysod and a crash of kysod (it is in the kernel); a power cut may
+ * take the last ones, as with synchronous=NORMAL. A full or read-only file system fails the write, and so
+ * the signature.
+ */
+#define SPOOL_MAGIC "KYA1"
+#define SPOOL_HEADER_SIZE 8
+#define SPOOL_RECORD_MAX (64U * 1024U)
+/* Flushed by the appender at this many records, else by kysod's timer (audit_flush()) or a reader. */
+#define SPOOL_FLUSH_RECORDS 1024
+
+typedef struct BufferSink {
+        uint8_t *p;
+        size_t n;
+} BufferSink;
+
+static void emit_buffer(void *userdata, const void *p, size_t n)
+{
+        BufferSink *b = userdata;
+
+        memcpy(b->p + b->n, p, n);
+        b->n += n;
+}
+
+_printf_(3, 4) static void spool_fail(Store *s, int64_t id, const char *format, ...)
+{
+        va_list ap;
+
+        s->spool_bad_id = id;
+        va_start(ap, format);
+        (void) vsnprintf(s->spool_reason, sizeof(s->spool_reason), format, ap);
+        va_end(ap);
+        log_error("The audit spool %s is damaged (%s): its records stay there and no record is appended until "
+                  "a person has looked at it (move it away to start a new one).",
+                  s->spool_path, s->spool_reason);
+}
+
+/* Reads the whole spool into a new buffer. */
+static int spool_read(Store *s, uint8_t **ret, size_t *ret_n)
+{
+        _cleanup_(freep) uint8_t *buf = NULL;
+        struct stat st;
+        size_t n = 0;
+
+        if (fstat(s->spool_fd, &st) < 0)
+                return log_error_errno(errno, "Failed to stat %s: %m", s->spool_path);
+        if (st.st_size == 0) {
+                *ret = NULL;
+                *ret_n = 0;
+                return 0;
+        }
+        if ((uint64_t) st.st_size > SIZE_MAX / 2)
+                return log_error_errno(EFBIG, "The audit spool %s is too large to read.", s->spool_path);
+        buf = malloc((size_t) st.st_size);
+        if (!buf)
+                return log_oom();
+        while (n < (size_t) st.st_size) {
+                ssize_t k = pread(s->spool_fd, buf + n, (size_t) st.st_size - n, (off_t) n);
+
+                if (k < 0 && errno == EINTR)
+                        continue;
+                if (k < 0)
+                        return log_error_errno(errno, "Failed to read %s: %m", s->spool_path);
+                if (k == 0)
+                        break; /* shorter than it was a moment ago: nobody else should write it */
+                n += (size_t) k;
+        }
+        *ret = TAKE_PTR(buf);
+        *ret_n = n;
+        return 0;
+}
+
+/* One record's body (after the header) as fields pointing into it: 1, or 0 when it is not a record. */
+static int spool_parse(const uint8_t *p, size_t n, AuditFields *ret, const uint8_t **ret_hash)
+{
+        AuditFields f = {};
+        size_t off = AUDIT_FIXED_SIZE;
+
+        if (n < AUDIT_FIXED_SIZE + AUDIT_HASH_SIZE)
+                return 0;
+        n -= AUDIT_HASH_SIZE;
+        f.id = (int64_t) get_be64(p);
+        f.at = (int64_t) get_be64(p + 8);
+        f.uid = get_be32(p + 16);
+        f.pid = (int32_t) get_be32(p + 20);
+        for (size_t i = 0; i < AUDIT_TEXTS; i++) {
+                if (n - off < 4)
+                        return 0;
+                f.len[i] = get_be32(p + off);
+                off += 4;
+                if (f.len[i] > n - off)
+                        return 0;
+                f.text[i] = (const char *) p + off;
+                off += f.len[i];
+        }
+        if (off != n)
+                return 0;
+        *ret = f;
+        *ret_hash = p + n;
+        return 1;
+}
+
+/* The table's head, as the in-memory head appends chain from. */
+static int audit_load_head(Store *s)
+{
+        int r = audit_next(s->db, &s->audit_next_id, s->audit_prev);
+
+        s->audit_ready = r >= 0;
+        return r;
+}
+
+int store_audit_flush(Store *s)
+{
+        _cleanup_(tx_rollbackp) sqlite3 *tx = NULL;
+        _cleanup_(sqlite3_finalizep) sqlite3_stmt *ins = NULL;
+        _cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *ctx = NULL;
+        _cleanup_(freep) uint8_t *buf = NULL;
+        uint8_t prev[AUDIT_HASH_SIZE], h[AUDIT_HASH_SIZE];
+        int64_t next, first = 0;
+        size_t n = 0, off = 0;
+        uint64_t moved = 0;
+        int r;
+
+        if (!s)
                 return -EINVAL;
-        r = audit_fields_from_record(rec, &f);
+        if (s->spool_fd < 0 || (s->spool_size == 0 && s->spool_records == 0 && s->audit_ready))
+                return 0;
+        if (s->spool_bad_id != 0)
+                return -EBADMSG;
+        r = spool_read(s, &buf, &n);
         if (r < 0)
                 return r;
         ctx = EVP_MD_CTX_new();
@@ -300,70 +520,206 @@ static int audit_append(Store *s, AuditRecord *rec)
         if (r < 0)
                 return r;
         tx = s->db;
-        r = audit_next(s->db, &f.id, prev);
-        if (r < 0)
+        r = audit_next(s->db, &next, prev);
+        if (r < 0) {
+                s->audit_ready = false;
                 return r;
-        r = audit_hash(ctx, prev, &f, hash);
-        if (r < 0)
-                return r;
-
+        }
         r = sql_prepare(s->db,
                 "INSERT INTO audit (" AUDIT_COLUMNS ") "
                 "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
                 &ins);
         if (r < 0)
                 return r;
-        bind_int64(ins, 1, f.id, &rc);
-        bind_int64(ins, 2, f.at, &rc);
-        bind_int64(ins, 3, f.uid, &rc);
-        bind_int64(ins, 4, f.pid, &rc);
-        for (int i = 0; i < AUDIT_TEXTS; i++)
-                bind_text_n(ins, AUDIT_TEXT_COLUMN + 1 + i, f.text[i], f.len[i], &rc);
-        bind_hash(ins, AUDIT_PREV_HASH_COLUMN + 1, prev, &rc);
-        bind_hash(ins, AUDIT_HASH_COLUMN + 1, hash, &rc);
-        r = sql_step_done(s->db, ins, rc, "append to the audit log");
-        if (r < 0)
-                return r;
 
-        r = sql_prepare(s->db,
-                "INSERT INTO audit_head (k, last_id, last_hash) VALUES (1, ?1, ?2) "
-                "ON CONFLICT (k) DO UPDATE SET last_id = excluded.last_id, last_hash = excluded.last_hash",
-                &head);
-        if (r < 0)
-                return r;
-        bind_int64(head, 1, f.id, &rc);
-        bind_hash(head, 2, hash, &rc);
-        r = sql_step_done(s->db, head, rc, "move the audit log's head");
-        if (r < 0)
-                return r;
+        while (off < n) {
+                const uint8_t *stored;
+                AuditFields f;
+                uint32_t len;
+
+                size_t left = n - off;
+
+                len = left >= SPOOL_HEADER_SIZE ? get_be32(buf + off + 4) : 0;
+                if (memcmp(buf + off, SPOOL_MAGIC, left < 4 ? left : 4) != 0 || len > SPOOL_RECORD_MAX) {
+                        spool_fail(s, next, "no record %" PRId64 " at byte %zu", next, off);
+                        return -EBADMSG;
+                }
+                if (left < SPOOL_HEADER_SIZE || left - SPOOL_HEADER_SIZE < len) {
+                        log_warning("Dropped an incomplete record at the end of the audit spool %s: kysod stopped "
+                                    "while writing it, so what it was to record was not done.", s->spool_path);
+                        break;
+                }
+                if (spool_parse(buf + off + SPOOL_HEADER_SIZE, len, &f, &stored) == 0) {
+                        spool_fail(s, next, "no record %" PRId64 " at byte %zu", next, off);
+                        return -EBADMSG;
+                }
+                off += SPOOL_HEADER_SIZE + len;
+                /* Already moved by a flush that stopped before emptying the file. */
+                if (f.id < next && moved == 0)
+                        continue;
+                if (f.id != next) {
+                        spool_fail(s, next, "record %" PRId64 " is missing", next);
+                        return -EBADMSG;
+                }
+                r = audit_hash(ctx, prev, &f, h);
+                if (r < 0)
+                        return r;
+                if (memcmp(h, stored, AUDIT_HASH_SIZE) != 0) {
+                        spool_fail(s, f.id, "record %" PRId64 " was changed or does not follow record %" PRId64,
+                                   f.id, f.id - 1);
+                        return -EBADMSG;
+                }
+                r = audit_insert(s->db, ins, &f, prev, h);
+                if (r < 0)
+                        return r;
+                if (moved++ == 0)
+                        first = f.id;
+                memcpy(prev, h, AUDIT_HASH_SIZE);
+                next++;
+        }
+        if (moved > 0) {
+                r = audit_set_head(s->db, next - 1, prev);
+                if (r < 0)
+                        return r;
+        }
         r = tx_commit(s->db);
         if (r < 0)
                 return r;
-
-        rec->id = f.id;
-        memcpy(rec->prev_hash, prev, AUDIT_HASH_SIZE);
-        memcpy(rec->hash, hash, AUDIT_HASH_SIZE);
+        /* Committed (and synced): now the spool may go. Should this fail, the next flush skips them. */
+        if (ftruncate(s->spool_fd, 0) < 0)
+                log_warning_errno(errno, "Failed to empty the audit spool %s: %m", s->spool_path);
+        else
+                s->spool_size = 0;
+        s->spool_records = 0;
+        s->audit_next_id = next;
+        memcpy(s->audit_prev, prev, AUDIT_HASH_SIZE);
+        s->audit_ready = true;
+        if (moved > 0)
+                log_debug("Moved audit records %" PRId64 "-%" PRId64 " from the spool into %s.", first, next - 1,
+                          db_name(s->db));
         return 0;
 }
 
+int store_audit_spool_open(Store *s, const char *db_path)
+{
+        struct stat st;
+        int r;
+
+        s->spool_fd = -1;
+        if (asprintf(&s->spool_path, "%s-audit", db_path) < 0) {
+                s->spool_path = NULL;
+                return log_oom();
+        }
+        if (sqlite3_db_readonly(s->db, "main") > 0)
+                s->spool_errno = EROFS;
+        else {
+                s->spool_fd = open(s->spool_path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW,
+                                   0600);
+                if (s->spool_fd < 0)
+                        s->spool_errno = errno;
+        }
+        if (s->spool_fd < 0) {
+                log_warning_errno(s->spool_errno, "Cannot write the audit spool %s (%m): nothing that needs an "
+                                  "audit record will be done.", s->spool_path);
+                return 0;
+        }
+        if (fstat(s->spool_fd, &st) < 0)
+                return log_error_errno(errno, "Failed to stat %s: %m", s->spool_path);
+        s->spool_size = (uint64_t) st.st_size;
+        /* What a stopped kysod left behind goes to the table now; a damaged log still opens, for reading. */
+        r = store_audit_flush(s);
+        if (r < 0 && !s->audit_ready)
+                (void) audit_load_head(s);
+        return 0;
+}
+
+void store_audit_spool_close(Store *s)
+{
+        if (s->spool_fd >= 0) {
+                (void) store_audit_flush(s);
+                (void) close(s->spool_fd);
+        }
+        s->spool_fd = -1;
+        free(s->spool_path);
+        s->spool_path = NULL;
+}
+
 /*
- * An audit record is committed to the WAL without an fsync (synchronous=NORMAL): it is written through
- * the kernel, so a crash or SIGKILL of kysod never loses it and a full or read-only disk still fails the
- * append (and so the signature), but a power cut may take the last records with it. An fsync per
- * signature would cost a millisecond or more each (BENCHMARKS.md); custody changes, rare, keep FULL.
+ * Appends under the store's one-thread contract: the in-memory head (the table's head and what is spooled
+ * after it) names the record's id and link. A record whose write did not complete is cut off again, so
+ * that the next one does not follow half a record; until that works nothing is appended.
  */
 int store_audit_append(Store *s, AuditRecord *rec)
 {
+        _cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *ctx = NULL;
+        _cleanup_(freep) uint8_t *buf = NULL;
+        uint8_t hash[AUDIT_HASH_SIZE];
+        BufferSink sink;
+        AuditFields f;
+        size_t size;
+        ssize_t k;
         int r;
 
-        if (!s || !rec)
+        if (!s || !rec || isempty(rec->event))
                 return -EINVAL;
-        r = sql_exec(s->db, "PRAGMA synchronous = NORMAL", "relax synchronous writes for the audit log");
+        r = audit_fields_from_record(rec, &f);
         if (r < 0)
                 return r;
-        r = audit_append(s, rec);
-        (void) sql_exec(s->db, "PRAGMA synchronous = FULL", "restore synchronous writes");
-        return r;
+        if (s->spool_fd < 0)
+                return -s->spool_errno;
+        if (s->spool_bad_id != 0)
+                return -EIO;
+        if (!s->audit_ready) {
+                r = audit_load_head(s);
+                if (r < 0)
+                        return r;
+        }
+        if (s->spool_torn) {
+                if (ftruncate(s->spool_fd, (off_t) s->spool_size) < 0)
+                        return log_error_errno(errno, "Failed to cut an incomplete record from %s: %m",
+                                               s->spool_path);
+                s->spool_torn = false;
+        }
+        if (s->audit_next_id == INT64_MAX)
+                return -EIO;
+        f.id = s->audit_next_id;
+        size = audit_encoded_size(&f);
+        if (size > SPOOL_RECORD_MAX - AUDIT_HASH_SIZE)
+                return -E2BIG;
+        ctx = EVP_MD_CTX_new();
+        buf = malloc(SPOOL_HEADER_SIZE + size + AUDIT_HASH_SIZE);
+        if (!ctx || !buf)
+                return log_oom();
+        r = audit_hash(ctx, s->audit_prev, &f, hash);
+        if (r < 0)
+                return r;
+
+        memcpy(buf, SPOOL_MAGIC, 4);
+        put_be32(buf + 4, (uint32_t) (size + AUDIT_HASH_SIZE));
+        sink = (BufferSink) { buf, SPOOL_HEADER_SIZE };
+        audit_encode(&f, emit_buffer, &sink);
+        emit_buffer(&sink, hash, AUDIT_HASH_SIZE);
+        do
+                k = write(s->spool_fd, buf, sink.n);
+        while (k < 0 && errno == EINTR);
+        if (k != (ssize_t) sink.n) {
+                r = k < 0 ? -errno : -ENOSPC; /* a short write to a regular file: the disk is full */
+                if (k > 0 && ftruncate(s->spool_fd, (off_t) s->spool_size) < 0)
+                        s->spool_torn = true;
+                errno = -r;
+                return log_error_errno(r, "Failed to write audit record %" PRId64 " to %s: %m", f.id,
+                                       s->spool_path);
+        }
+        rec->id = f.id;
+        memcpy(rec->prev_hash, s->audit_prev, AUDIT_HASH_SIZE);
+        memcpy(rec->hash, hash, AUDIT_HASH_SIZE);
+        s->spool_size += sink.n;
+        s->spool_records++;
+        s->audit_next_id++;
+        memcpy(s->audit_prev, hash, AUDIT_HASH_SIZE);
+        if (s->spool_records >= SPOOL_FLUSH_RECORDS)
+                (void) store_audit_flush(s); /* logged there; the records are safe in the spool meanwhile */
+        return 0;
 }
 
 /* ---- reading ---- */
@@ -443,6 +799,7 @@ int store_audit_query(Store *s, const AuditFilter *f, AuditRecord **ret, size_t 
                 f = &all;
         if (f->uid < -1 || f->uid > UINT32_MAX)
                 return -EINVAL;
+        (void) store_audit_flush(s); /* a failure is logged; the table's records are still worth reading */
         limit = f->limit == 0 || f->limit > (uint64_t) INT64_MAX ? -1 : (int64_t) f->limit;
 
         {
@@ -503,6 +860,7 @@ int store_audit_count(Store *s, const char *serial, const char *event, int64_t s
 
         if (!s || isblank_str(serial) || isempty(event) || !ret_count)
                 return -EINVAL;
+        (void) store_audit_flush(s);
         if (until == INT64_MIN) { /* nothing is before the first instant */
                 *ret_count = 0;
                 return 0;
@@ -579,6 +937,8 @@ int store_audit_verify(Store *s, AuditVerdict *ret)
         ctx = EVP_MD_CTX_new();
         if (!ctx)
                 return log_oom();
+        /* The spooled records first, so that the whole log is checked; a damaged spool is reported below. */
+        (void) store_audit_flush(s);
 
         /* One read transaction: the records and the head from the same snapshot, while appends go on. A
          * deferred BEGIN takes no write lock and works on a read-only database. */
@@ -640,6 +1000,8 @@ int store_audit_verify(Store *s, AuditVerdict *ret)
                         return r;
                 verify_head(&head, expected - 1, prev, &v);
         }
+        if (v.intact && s->spool_bad_id != 0)
+                verdict_bad(&v, s->spool_bad_id, "the spool %s is damaged: %s", s->spool_path, s->spool_reason);
         *ret = v;
         return 0;
 }

@@ -21,7 +21,26 @@
 
 struct Store {
         sqlite3 *db;
+
+        /* The audit log's spool and in-memory head (store-audit.c). */
+        char *spool_path;
+        int spool_fd;         /* -1 when it could not be opened: spool_errno says why */
+        int spool_errno;
+        bool spool_torn;      /* a failed write left part of a record: cut it before the next */
+        uint64_t spool_size;  /* bytes written since the spool was last emptied */
+        uint64_t spool_records;
+        int64_t spool_bad_id; /* the spool is damaged from this record on (0: it is not) */
+        char spool_reason[160];
+        bool audit_ready;     /* the head below was read and is sound */
+        int64_t audit_next_id;
+        uint8_t audit_prev[32];
 };
+
+/* Opens the spool beside the database at db_path, and moves what it holds into the table; only a failure to
+ * allocate is an error (a spool that cannot be written refuses appends). */
+int store_audit_spool_open(Store *s, const char *db_path);
+/* Flushes and closes the spool. */
+void store_audit_spool_close(Store *s);
 
 DEFINE_TRIVIAL_CLEANUP_FUNC(sqlite3_stmt *, sqlite3_finalize);
 

@@ -469,6 +469,11 @@ int store_open(const char *path, Store **ret)
         if (!s)
                 return log_oom();
         s->db = TAKE_PTR(db);
+        r = store_audit_spool_open(s, path);
+        if (r < 0) {
+                store_close(s);
+                return r;
+        }
         *ret = s;
         return 0;
 }
@@ -477,6 +482,7 @@ Store *store_close(Store *s)
 {
         if (!s)
                 return NULL;
+        store_audit_spool_close(s);
         /* Every statement is finalized where it was prepared, so close cannot be refused for one. */
         (void) sqlite3_close(s->db);
         free(s);

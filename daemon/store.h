@@ -9,8 +9,8 @@
  *
  * The database is in WAL mode with synchronous=FULL: a function that
  * returned 0 has committed, and neither SIGKILL of kysod nor a crash of the
- * machine loses it or leaves the file unusable. Audit appends alone commit
- * with synchronous=NORMAL (store_audit_append()): SIGKILL loses none, a
+ * machine loses it or leaves the file unusable. Audit appends alone go to a
+ * spool file beside it first (store_audit_append()): SIGKILL loses none, a
  * power cut may lose the last few. The schema carries a
  * version (PRAGMA user_version) and a list of migrations run in order, each
  * in its own transaction. A database of a newer schema than this build knows
@@ -220,10 +220,19 @@ typedef struct AuditRecord {
 } AuditRecord;
 
 /*
- * Appends a record (rec->id, prev_hash and hash are filled in) in one transaction. Any failure (-EROFS,
- * -ENOSPC, -EIO, ...) means nothing was written: the caller must not do what it was about to record.
+ * Appends a record (rec->id, prev_hash and hash are filled in): written to the spool beside the database
+ * (kyso.db-audit) with one write(), so that it survives SIGKILL of kysod, and moved into the table by
+ * store_audit_flush() in batches. Any failure (-EROFS, -ENOSPC, -EIO, ...) means nothing was written: the
+ * caller must not do what it was about to record. A damaged head or spool refuses with -EIO.
  */
 int store_audit_append(Store *s, AuditRecord *rec);
+/*
+ * Moves the spooled records into the table in one transaction (synchronous=FULL), checking each against
+ * its hash and its place in the chain, then empties the spool. Readers below call it first; kysod also
+ * calls it on a timer, and store_open() and store_close() do. -EBADMSG when the spool is damaged (it is
+ * left as it is, and store_audit_verify() says where).
+ */
+int store_audit_flush(Store *s);
 
 typedef struct AuditFilter {
         int64_t since;      /* 0: from the start */

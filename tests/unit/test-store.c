@@ -1416,6 +1416,205 @@ static void test_audit_damaged_head_refuses_append(void **state)
         assert_broken(verify(path), 2, "record 2 is missing");
 }
 
+/* ---- the audit spool ---- */
+
+static const char *spool_of(const char *path)
+{
+        static char buf[PATH_MAX + 8];
+
+        snprintf(buf, sizeof(buf), "%s-audit", path);
+        return buf;
+}
+
+static off_t file_size(const char *path)
+{
+        struct stat st;
+
+        assert_int_equal(stat(path, &st), 0);
+        return st.st_size;
+}
+
+static void write_file(const char *path, const void *p, size_t n, int flags)
+{
+        int fd = open(path, O_WRONLY | O_CLOEXEC | flags);
+
+        assert_true(fd >= 0);
+        assert_int_equal(write(fd, p, n), (ssize_t) n);
+        assert_int_equal(close(fd), 0);
+}
+
+/* A spooled record's size: its 8-byte header ("KYA1", length of the rest) and the rest. */
+static size_t spool_record_size(const uint8_t *p)
+{
+        return 8 + ((size_t) p[4] << 24 | (size_t) p[5] << 16 | (size_t) p[6] << 8 | p[7]);
+}
+
+/* Records from..to appended by a process that then dies without closing the store, as kysod under SIGKILL:
+ * they are in the spool only. */
+static void audit_fill_and_die(const char *path, int from, int to)
+{
+        int status;
+        pid_t pid;
+
+        fflush(NULL);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+                Store *s = NULL;
+                char detail[64];
+
+                if (store_open(path, &s) < 0)
+                        _exit(2);
+                for (int i = from; i <= to; i++) {
+                        AuditRecord a = audit_sample(i, detail, sizeof(detail));
+
+                        if (store_audit_append(s, &a) < 0 || a.id != i)
+                                _exit(3);
+                }
+                _exit(0);
+        }
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* An append is one write to the spool; a flush moves the records into the table and empties the spool. */
+static void test_audit_spool(void **state)
+{
+        char path[PATH_MAX];
+        AuditVerdict v;
+        Store *s = NULL;
+
+        snprintf(path, sizeof(path), "%s", db_path("spool"));
+        assert_int_equal(store_open(path, &s), 0);
+        audit_fill(s, 1, 3);
+        assert_int_equal(raw_int(path, "SELECT count(*) FROM audit"), 0);
+        assert_true(file_size(spool_of(path)) > 0);
+        assert_int_equal(store_audit_flush(s), 0);
+        assert_int_equal(raw_int(path, "SELECT count(*) FROM audit"), 3);
+        assert_int_equal(raw_int(path, "SELECT last_id FROM audit_head"), 3);
+        assert_int_equal(file_size(spool_of(path)), 0);
+        assert_int_equal(store_audit_flush(s), 0);
+        /* Readers see spooled records without being asked to flush. */
+        audit_fill(s, 4, 5);
+        assert_int_equal(store_audit_verify(s, &v), 0);
+        assert_intact(v);
+        assert_int_equal(v.checked, 5);
+        assert_int_equal(store_audit_flush(NULL), -EINVAL);
+        store_close(s);
+
+        /* Killed with records only in the spool: the next open moves them into the table. */
+        audit_fill_and_die(path, 6, 9);
+        assert_int_equal(raw_int(path, "SELECT count(*) FROM audit"), 5);
+        v = verify(path);
+        assert_intact(v);
+        assert_int_equal(v.checked, 9);
+        assert_int_equal(file_size(spool_of(path)), 0);
+
+        /* Past the flush threshold the appender flushes by itself. */
+        assert_int_equal(store_open(path, &s), 0);
+        audit_fill(s, 10, 1100);
+        assert_true(raw_int(path, "SELECT count(*) FROM audit") >= 1024);
+        store_close(s);
+        assert_int_equal(raw_int(path, "SELECT count(*) FROM audit"), 1100);
+}
+
+/* What a crash can leave in the spool: half a record at the end, or records already moved into the table
+ * (killed between the commit and emptying the file). Neither loses or doubles a record. */
+static void test_audit_spool_crash_leftovers(void **state)
+{
+        static const uint8_t half[] = { 'K', 'Y', 'A', '1', 0, 0, 0, 0x60, 0, 0, 0, 0, 0, 0, 0, 9 };
+        char path[PATH_MAX];
+        _cleanup_(freep) void *copy = NULL;
+        size_t n = 0;
+        AuditVerdict v;
+        Store *s = NULL;
+
+        snprintf(path, sizeof(path), "%s", db_path("spool-crash"));
+        audit_fill_and_die(path, 1, 4);
+        write_file(spool_of(path), half, sizeof(half), O_APPEND);
+        v = verify(path);
+        assert_intact(v);
+        assert_int_equal(v.checked, 4);
+        assert_int_equal(file_size(spool_of(path)), 0);
+
+        /* Half a header only. */
+        audit_fill_and_die(path, 5, 6);
+        write_file(spool_of(path), half, 3, O_APPEND);
+        assert_int_equal(store_open(path, &s), 0);
+        audit_fill(s, 7, 7);
+        store_close(s);
+
+        audit_fill_and_die(path, 8, 10);
+        copy = read_file(spool_of(path), &n);
+        assert_true(n > 0);
+        assert_int_equal(store_open(path, &s), 0); /* moves 8-10 */
+        store_close(s);
+        write_file(spool_of(path), copy, n, O_TRUNC);
+        assert_int_equal(store_open(path, &s), 0);
+        audit_fill(s, 11, 12);
+        assert_int_equal(store_audit_verify(s, &v), 0);
+        assert_intact(v);
+        assert_int_equal(v.checked, 12);
+        store_close(s);
+        assert_int_equal(raw_int(path, "SELECT count(*) FROM audit"), 12);
+}
+
+/* A spool edited, or with a record cut from the middle, is not moved into the table and stops appends; it
+ * stays as it was for a person to look at, and verification names the record. */
+static void test_audit_spool_tampered(void **state)
+{
+        char path[PATH_MAX], detail[64];
+        AuditRecord a = audit_sample(20, detail, sizeof(detail));
+        _cleanup_(freep) uint8_t *buf = NULL;
+        uint8_t *p;
+        size_t n = 0, rec = 0;
+        AuditVerdict v;
+        Store *s = NULL;
+
+        snprintf(path, sizeof(path), "%s", db_path("spool-edit"));
+        audit_fill_and_die(path, 1, 2);
+        assert_intact(verify(path));
+        audit_fill_and_die(path, 3, 5);
+        buf = read_file(spool_of(path), &n);
+        /* Record 4's text "bản ghi 4" becomes "bản ghi 7". */
+        p = memmem(buf, n, "ghi 4", 5);
+        assert_non_null(p);
+        p[4] = '7';
+        write_file(spool_of(path), buf, n, O_TRUNC);
+        assert_int_equal(store_open(path, &s), 0);
+        assert_int_equal(store_audit_verify(s, &v), 0);
+        assert_false(v.intact);
+        assert_int_equal(v.first_bad_id, 4);
+        assert_non_null(strstr(v.reason, "spool"));
+        assert_non_null(strstr(v.reason, "record 4 was changed"));
+        assert_int_equal(store_audit_append(s, &a), -EIO);
+        assert_int_equal(store_audit_flush(s), -EBADMSG);
+        store_close(s);
+        /* A flush is all or nothing: not even record 3 moved, and the spool is kept as it was. */
+        assert_int_equal(raw_int(path, "SELECT count(*) FROM audit"), 2);
+        assert_int_equal((size_t) file_size(spool_of(path)), n);
+
+        /* Record 4 cut out whole: 5 does not follow 3. */
+        snprintf(path, sizeof(path), "%s", db_path("spool-cut"));
+        audit_fill_and_die(path, 1, 5);
+        free(buf);
+        buf = read_file(spool_of(path), &n);
+        for (int i = 1; i < 4; i++) /* to the start of record 4 */
+                rec += spool_record_size(buf + rec);
+        {
+                size_t len4 = spool_record_size(buf + rec);
+
+                memmove(buf + rec, buf + rec + len4, n - rec - len4);
+                write_file(spool_of(path), buf, n - len4, O_TRUNC);
+        }
+        v = verify(path);
+        assert_false(v.intact);
+        assert_int_equal(v.first_bad_id, 4);
+        assert_non_null(strstr(v.reason, "record 4 is missing"));
+        assert_int_equal(raw_int(path, "SELECT count(*) FROM audit"), 0);
+}
+
 #define CHILD_CHECK(expr)                                                                                  \
         do {                                                                                               \
                 if (!(expr)) {                                                                             \
@@ -1958,6 +2157,9 @@ int main(void)
                 cmocka_unit_test(test_audit_tamper_reorder),
                 cmocka_unit_test(test_audit_tamper_rehash),
                 cmocka_unit_test(test_audit_damaged_head_refuses_append),
+                cmocka_unit_test(test_audit_spool),
+                cmocka_unit_test(test_audit_spool_crash_leftovers),
+                cmocka_unit_test(test_audit_spool_tampered),
                 cmocka_unit_test(test_read_only),
                 cmocka_unit_test(test_disk_full),
                 cmocka_unit_test(test_crash_safety),
