@@ -9,16 +9,15 @@ static Store *state;
 
 int state_open(const char *path)
 {
-        Store *s = NULL;
         int r;
 
-        r = store_open(path, &s);
+        /* One Store at a time: the audit spool's head lives in it, and two would fork the chain. */
+        pthread_mutex_lock(&state_lock);
+        state = store_close(state);
+        r = store_open(path, &state);
+        pthread_mutex_unlock(&state_lock);
         if (r < 0)
                 return log_error_errno(r, "Failed to open the state database %s: %m", path);
-        pthread_mutex_lock(&state_lock);
-        store_close(state);
-        state = s;
-        pthread_mutex_unlock(&state_lock);
         return 0;
 }
 
