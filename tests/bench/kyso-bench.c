@@ -15,8 +15,12 @@
  * Each client process initialises the module, logs in and makes its own
  * session keys once; the processes start one after another (SoftHSM2 can lose
  * a token when several processes C_Initialize the same store at once), then
- * run each operation together for the configured duration on a signal from
- * the parent and send back a latency histogram.
+ * run each operation together on a signal from the parent and send back a
+ * latency histogram. The clients of all three targets are set up first; each
+ * row's duration is then split into rounds (--rounds, default 4) that visit
+ * the targets in turn, starting with a different one each round, so that a
+ * machine getting faster or slower during the run (other guests, frequency)
+ * weighs on every target alike and the ratios compare like with like.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -67,6 +71,27 @@ typedef struct Result {
         uint64_t hist[N_BUCKETS];
 } Result;
 
+/* What the parent tells a client: run op for this long, then report. */
+typedef struct Go {
+        unsigned char op;
+        double seconds;
+} Go;
+
+/* One target's client processes. */
+typedef struct ClientSet {
+        int n;
+        pid_t pids[MAX_PROCS];
+        int go[MAX_PROCS], res[MAX_PROCS];
+} ClientSet;
+
+/* A row's results summed over its rounds. */
+typedef struct Acc {
+        uint64_t hist[N_BUCKETS];
+        uint64_t ops[MAX_PROCS];
+        double seconds[MAX_PROCS];
+        CK_RV error;
+} Acc;
+
 typedef struct Row {
         bool done;
         double ops_per_s, p50_us, p99_us;
@@ -74,6 +99,7 @@ typedef struct Row {
 } Row;
 
 static double duration = 2.0;
+static int rounds = 4;
 static const char *label, *pin;
 static Row rows[3][2][_OP_MAX]; /* target, procs index, op */
 static const int proc_counts[2] = { 1, 4 };
@@ -224,14 +250,14 @@ static void client_main(const Target *t, int go_fd, int res_fd) {
         if (rv != CKR_OK)
                 _exit(1);
         for (;;) {
-                unsigned char op;
-                if (!read_all(go_fd, &op, 1) || op >= _OP_MAX)
+                Go go;
+                if (!read_all(go_fd, &go, sizeof(go)) || go.op >= _OP_MAX)
                         break;
                 memset(res, 0, sizeof(*res));
                 double start = p11t_now(), now = start;
-                while (now - start < duration) {
+                while (now - start < go.seconds) {
                         double t0 = now;
-                        rv = run_op(&c, (Op) op);
+                        rv = run_op(&c, (Op) go.op);
                         now = p11t_now();
                         if (rv != CKR_OK) {
                                 res->error = rv;
@@ -259,90 +285,154 @@ static double percentile(const uint64_t *hist, uint64_t total, double p) {
         return 0;
 }
 
-static bool run_target(int ti, const Target *t, int pi, unsigned op_mask) {
-        int nprocs = proc_counts[pi];
-        pid_t pids[MAX_PROCS];
-        int go[MAX_PROCS], res[MAX_PROCS];
+/* The parent's ends of every client's pipes: a new client closes them all, or another set's clients would
+ * never see EOF when the parent closes its end. */
+static int parent_fds[3 * MAX_PROCS * 2];
+static int n_parent_fds;
+
+/* Starts nprocs clients of the target, one after another, each ready before the next starts. */
+static bool clients_start(const Target *t, int nprocs, ClientSet *set) {
         Result *r = calloc(1, sizeof(Result));
-        uint64_t *hist = calloc(N_BUCKETS, sizeof(uint64_t));
         bool ok = true;
 
         fprintf(stderr, "kyso-bench: %s, %d process%s: setting up\n", t->name, nprocs, nprocs > 1 ? "es" : "");
+        set->n = 0;
         for (int i = 0; i < nprocs; i++) {
                 int gp[2], rp[2];
-                if (pipe(gp) < 0 || pipe(rp) < 0)
-                        return false;
+                if (pipe(gp) < 0 || pipe(rp) < 0) {
+                        ok = false;
+                        break;
+                }
                 fflush(NULL);
-                pids[i] = fork();
-                if (pids[i] == 0) {
+                set->pids[i] = fork();
+                if (set->pids[i] == 0) {
                         close(gp[1]);
                         close(rp[0]);
-                        for (int k = 0; k < i; k++) {
-                                close(go[k]);
-                                close(res[k]);
-                        }
+                        for (int k = 0; k < n_parent_fds; k++)
+                                close(parent_fds[k]);
                         client_main(t, gp[0], rp[1]);
                 }
                 close(gp[0]);
                 close(rp[1]);
-                go[i] = gp[1];
-                res[i] = rp[0];
-                /* One at a time: wait until this client is ready before starting the next. */
-                if (!read_all(res[i], r, sizeof(*r)) || r->error != CKR_OK) {
+                set->go[i] = gp[1];
+                set->res[i] = rp[0];
+                parent_fds[n_parent_fds++] = gp[1];
+                parent_fds[n_parent_fds++] = rp[0];
+                if (!read_all(set->res[i], r, sizeof(*r)) || r->error != CKR_OK) {
                         fprintf(stderr, "kyso-bench: %s: client set-up failed: %s\n", t->name, p11t_rv_name(r->error));
-                        close(go[i]);
-                        close(res[i]);
-                        waitpid(pids[i], NULL, 0);
-                        nprocs = i;
+                        n_parent_fds -= 2;
+                        close(set->go[i]);
+                        close(set->res[i]);
+                        waitpid(set->pids[i], NULL, 0);
                         ok = false;
                         break;
                 }
-        }
-        for (int op = 0; nprocs > 0 && op < _OP_MAX; op++) {
-                if (!(op_mask & (1u << op)))
-                        continue;
-                unsigned char b = (unsigned char) op;
-                for (int i = 0; i < nprocs; i++)
-                        write_all(go[i], &b, 1);
-                memset(hist, 0, N_BUCKETS * sizeof(uint64_t));
-                uint64_t total = 0;
-                double rate = 0;
-                CK_RV err = CKR_OK;
-                for (int i = 0; i < nprocs; i++) {
-                        if (!read_all(res[i], r, sizeof(*r))) {
-                                err = CKR_DEVICE_ERROR;
-                                continue;
-                        }
-                        if (r->error != CKR_OK)
-                                err = r->error;
-                        for (int k = 0; k < N_BUCKETS; k++)
-                                hist[k] += r->hist[k];
-                        total += r->ops;
-                        if (r->seconds > 0)
-                                rate += r->ops / r->seconds;
-                }
-                Row *row = &rows[ti][pi][op];
-                row->done = true;
-                row->error = err;
-                row->ops_per_s = rate;
-                row->p50_us = percentile(hist, total, 0.50) / 1e3;
-                row->p99_us = percentile(hist, total, 0.99) / 1e3;
-                fprintf(stderr, "kyso-bench: %-8s %d proc  %-34s %10.0f ops/s  p50 %9.1f us  p99 %9.1f us%s%s\n",
-                        t->name, nprocs, op_names[op], rate, row->p50_us, row->p99_us, err ? "  ERROR " : "",
-                        err ? p11t_rv_name(err) : "");
-                if (err != CKR_OK)
-                        ok = false;
-        }
-        for (int i = 0; i < nprocs; i++) {
-                close(go[i]); /* EOF: the client finalizes and exits */
-                close(res[i]);
-        }
-        for (int i = 0; i < nprocs; i++) {
-                int st;
-                waitpid(pids[i], &st, 0);
+                set->n = i + 1;
         }
         free(r);
-        free(hist);
+        return ok;
+}
+
+static void forget_parent_fd(int fd) {
+        for (int k = 0; k < n_parent_fds; k++)
+                if (parent_fds[k] == fd) {
+                        parent_fds[k] = parent_fds[--n_parent_fds];
+                        return;
+                }
+}
+
+static void clients_stop(ClientSet *set) {
+        for (int i = 0; i < set->n; i++) {
+                /* Their numbers may be given to the next pipes: no later client may close them. */
+                forget_parent_fd(set->go[i]);
+                forget_parent_fd(set->res[i]);
+                close(set->go[i]); /* EOF: the client finalizes and exits */
+                close(set->res[i]);
+        }
+        for (int i = 0; i < set->n; i++)
+                waitpid(set->pids[i], NULL, 0);
+        set->n = 0;
+}
+
+/* All of the set's clients run op together for seconds; their results are added to acc. */
+static void clients_run(ClientSet *set, Op op, double seconds, Acc *acc) {
+        Result *r = calloc(1, sizeof(Result));
+        Go go = { .op = (unsigned char) op, .seconds = seconds };
+
+        for (int i = 0; i < set->n; i++)
+                write_all(set->go[i], &go, sizeof(go));
+        for (int i = 0; i < set->n; i++) {
+                if (!read_all(set->res[i], r, sizeof(*r))) {
+                        acc->error = CKR_DEVICE_ERROR;
+                        continue;
+                }
+                if (r->error != CKR_OK)
+                        acc->error = r->error;
+                for (int k = 0; k < N_BUCKETS; k++)
+                        acc->hist[k] += r->hist[k];
+                acc->ops[i] += r->ops;
+                acc->seconds[i] += r->seconds;
+        }
+        free(r);
+}
+
+static void row_from(Row *row, const Acc *acc, int nprocs) {
+        uint64_t total = 0;
+
+        for (int k = 0; k < N_BUCKETS; k++)
+                total += acc->hist[k];
+        row->done = true;
+        row->error = acc->error;
+        row->ops_per_s = 0;
+        for (int i = 0; i < nprocs; i++)
+                if (acc->seconds[i] > 0)
+                        row->ops_per_s += acc->ops[i] / acc->seconds[i];
+        row->p50_us = percentile(acc->hist, total, 0.50) / 1e3;
+        row->p99_us = percentile(acc->hist, total, 0.99) / 1e3;
+}
+
+/* Every operation of op_mask on every target with nprocs clients each, in interleaved rounds. */
+static bool run_procs(const Target *targets, int pi, unsigned op_mask) {
+        int nprocs = proc_counts[pi], active[3], n_active = 0;
+        ClientSet sets[3] = {};
+        bool ok = true;
+
+        for (int ti = 0; ti < 3; ti++) {
+                if (!targets[ti].module || !*targets[ti].module)
+                        continue;
+                if (clients_start(&targets[ti], nprocs, &sets[ti]) && sets[ti].n == nprocs)
+                        active[n_active++] = ti;
+                else {
+                        clients_stop(&sets[ti]);
+                        ok = false;
+                }
+        }
+        for (int op = 0; n_active > 0 && op < _OP_MAX; op++) {
+                Acc *acc;
+
+                if (!(op_mask & (1u << op)))
+                        continue;
+                acc = calloc(3, sizeof(Acc));
+                for (int round = 0; round < rounds; round++)
+                        for (int k = 0; k < n_active; k++) {
+                                int ti = active[(round + k) % n_active];
+                                clients_run(&sets[ti], (Op) op, duration / rounds, &acc[ti]);
+                        }
+                for (int k = 0; k < n_active; k++) {
+                        int ti = active[k];
+                        Row *row = &rows[ti][pi][op];
+
+                        row_from(row, &acc[ti], nprocs);
+                        fprintf(stderr, "kyso-bench: %-8s %d proc  %-34s %10.0f ops/s  p50 %9.1f us  p99 %9.1f us%s%s\n",
+                                targets[ti].name, nprocs, op_names[op], row->ops_per_s, row->p50_us, row->p99_us,
+                                row->error ? "  ERROR " : "", row->error ? p11t_rv_name(row->error) : "");
+                        if (row->error != CKR_OK)
+                                ok = false;
+                }
+                free(acc);
+        }
+        for (int ti = 0; ti < 3; ti++)
+                clients_stop(&sets[ti]);
         return ok;
 }
 
@@ -354,8 +444,9 @@ static void print_ratio(double x) {
 }
 
 static void usage(void) {
-        printf("usage: kyso-bench [--duration SECONDS] [--procs 1|4|both] [--ops LIST]\n"
+        printf("usage: kyso-bench [--duration SECONDS] [--rounds N] [--procs 1|4|both] [--ops LIST]\n"
                "  --duration  seconds per row (default 2)\n"
+               "  --rounds    the row's time is split into N rounds that visit the targets in turn (default 4)\n"
                "  --ops       comma-separated subset of: info,find,random,digest,rsa,ecdsa,rsa1m\n"
                "Environment: SOFTHSM_MODULE, KYSO_MODULE (+KYSO_SOCKET), P11KIT_CLIENT_MODULE\n"
                "(+P11_KIT_SERVER_ADDRESS), KYSO_TEST_LABEL, KYSO_TEST_PIN.\n");
@@ -365,6 +456,7 @@ int main(int argc, char **argv) {
         static const struct option opts[] = {
                 { "duration", required_argument, NULL, 'd' },
                 { "procs", required_argument, NULL, 'p' },
+                { "rounds", required_argument, NULL, 'r' },
                 { "ops", required_argument, NULL, 'o' },
                 { "help", no_argument, NULL, 'h' },
                 {},
@@ -373,11 +465,18 @@ int main(int argc, char **argv) {
         unsigned op_mask = (1u << _OP_MAX) - 1, proc_mask = 3;
         int c;
 
-        while ((c = getopt_long(argc, argv, "d:p:o:h", opts, NULL)) >= 0) {
+        while ((c = getopt_long(argc, argv, "d:p:r:o:h", opts, NULL)) >= 0) {
                 switch (c) {
                 case 'd':
                         duration = atof(optarg);
                         if (duration <= 0) {
+                                usage();
+                                return 2;
+                        }
+                        break;
+                case 'r':
+                        rounds = atoi(optarg);
+                        if (rounds < 1 || rounds > 1000) {
                                 usage();
                                 return 2;
                         }
@@ -416,17 +515,13 @@ int main(int argc, char **argv) {
                 { "p11-kit", getenv("P11KIT_CLIENT_MODULE") },
         };
         bool ok = true;
-        for (int pi = 0; pi < 2; pi++) {
-                if (!(proc_mask & (1u << pi)))
-                        continue;
-                for (int ti = 0; ti < 3; ti++)
-                        if (targets[ti].module && *targets[ti].module)
-                                ok &= run_target(ti, &targets[ti], pi, op_mask);
-        }
+        for (int pi = 0; pi < 2; pi++)
+                if (proc_mask & (1u << pi))
+                        ok &= run_procs(targets, pi, op_mask);
 
-        printf("\nkyso-bench: %.1f s per row; ops/s summed over the client processes; latency of one call "
-               "(Init + operation where there is one)\n\n",
-               duration);
+        printf("\nkyso-bench: %.1f s per row in %d interleaved rounds; ops/s summed over the client processes; "
+               "latency of one call (Init + operation where there is one)\n\n",
+               duration, rounds);
         printf("%-34s %-8s %5s %11s %10s %10s %9s %9s\n", "operation", "target", "procs", "ops/s", "p50 us", "p99 us",
                "vs direct", "vs p11kit");
         for (int pi = 0; pi < 2; pi++) {
