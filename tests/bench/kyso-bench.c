@@ -363,11 +363,17 @@ static void clients_run(ClientSet *set, Op op, double seconds, Acc *acc) {
                 write_all(set->go[i], &go, sizeof(go));
         for (int i = 0; i < set->n; i++) {
                 if (!read_all(set->res[i], r, sizeof(*r))) {
-                        acc->error = CKR_DEVICE_ERROR;
+                        fprintf(stderr, "kyso-bench: client %d (pid %d): no result for %s: it died?\n", i,
+                                (int) set->pids[i], op_names[op]);
+                        acc->error = CKR_FUNCTION_FAILED;
                         continue;
                 }
-                if (r->error != CKR_OK)
+                if (r->error != CKR_OK) {
+                        fprintf(stderr, "kyso-bench: client %d (pid %d): %s failed after %llu calls: %s\n", i,
+                                (int) set->pids[i], op_names[op], (unsigned long long) r->ops,
+                                p11t_rv_name(r->error));
                         acc->error = r->error;
+                }
                 for (int k = 0; k < N_BUCKETS; k++)
                         acc->hist[k] += r->hist[k];
                 acc->ops[i] += r->ops;
