@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -600,6 +601,31 @@ int store_audit_flush(Store *s)
         return 0;
 }
 
+/*
+ * The in-memory head is only right while one Store appends: a second kysod on the same state directory
+ * would hand out the same ids and fork the chain. The spool is locked for as long as it is open; a
+ * kysod just killed may still hold it for a moment, hence the wait.
+ */
+#define SPOOL_LOCK_WAIT_MSEC 3000
+#define SPOOL_LOCK_POLL_MSEC 50
+
+static int spool_lock(Store *s)
+{
+        for (unsigned waited = 0;; waited += SPOOL_LOCK_POLL_MSEC) {
+                if (flock(s->spool_fd, LOCK_EX | LOCK_NB) == 0)
+                        return 0;
+                if (errno != EWOULDBLOCK && errno != EINTR) {
+                        log_warning_errno(errno, "Cannot lock the audit spool %s (%m); going on without the lock.",
+                                          s->spool_path);
+                        return 0;
+                }
+                if (waited >= SPOOL_LOCK_WAIT_MSEC)
+                        return log_error_errno(EBUSY, "The audit spool %s is in use by another process (another kysod "
+                                               "with the same state directory?).", s->spool_path);
+                (void) usleep(SPOOL_LOCK_POLL_MSEC * 1000U);
+        }
+}
+
 int store_audit_spool_open(Store *s, const char *db_path)
 {
         struct stat st;
@@ -622,6 +648,13 @@ int store_audit_spool_open(Store *s, const char *db_path)
                 log_warning_errno(s->spool_errno, "Cannot write the audit spool %s (%m): nothing that needs an "
                                   "audit record will be done.", s->spool_path);
                 return 0;
+        }
+        r = spool_lock(s);
+        if (r < 0) {
+                /* Not ours: closing the Store must not flush or touch it. */
+                (void) close(s->spool_fd);
+                s->spool_fd = -1;
+                return r;
         }
         if (fstat(s->spool_fd, &st) < 0)
                 return log_error_errno(errno, "Failed to stat %s: %m", s->spool_path);

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -1519,6 +1520,35 @@ static void test_audit_spool(void **state)
         assert_int_equal(raw_int(path, "SELECT count(*) FROM audit"), 1100);
 }
 
+/* One Store appends to a spool at a time: a second one (another kysod on the same state directory) would
+ * fork the chain, so it is refused after a short wait. */
+static void test_audit_spool_locked(void **state)
+{
+        char path[PATH_MAX];
+        Store *s = NULL, *sentinel = (Store *) &sentinel, *t = sentinel;
+        int fd;
+
+        snprintf(path, sizeof(path), "%s", db_path("spool-locked"));
+        assert_int_equal(store_open(path, &s), 0);
+        audit_fill(s, 1, 2);
+        /* flock() locks belong to the open file: another open in this process conflicts too. */
+        assert_int_equal(store_open(path, &t), -EBUSY);
+        assert_ptr_equal(t, sentinel);
+        store_close(s);
+        assert_int_equal(store_open(path, &t), 0);
+        audit_fill(t, 3, 3);
+        store_close(t);
+
+        fd = open(spool_of(path), O_RDWR | O_CLOEXEC);
+        assert_true(fd >= 0);
+        assert_int_equal(flock(fd, LOCK_EX), 0);
+        t = sentinel;
+        assert_int_equal(store_open(path, &t), -EBUSY);
+        assert_ptr_equal(t, sentinel);
+        close(fd);
+        assert_intact(verify(path));
+}
+
 /* What a crash can leave in the spool: half a record at the end, or records already moved into the table
  * (killed between the commit and emptying the file). Neither loses or doubles a record. */
 static void test_audit_spool_crash_leftovers(void **state)
@@ -2159,6 +2189,7 @@ int main(void)
                 cmocka_unit_test(test_audit_damaged_head_refuses_append),
                 cmocka_unit_test(test_audit_spool),
                 cmocka_unit_test(test_audit_spool_crash_leftovers),
+                cmocka_unit_test(test_audit_spool_locked),
                 cmocka_unit_test(test_audit_spool_tampered),
                 cmocka_unit_test(test_read_only),
                 cmocka_unit_test(test_disk_full),
