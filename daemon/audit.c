@@ -102,9 +102,9 @@ int audit_log(const AuditEntry *e)
         Store *s;
         int k;
 
-        s = state_acquire();
+        /* Not under the state lock: appends have their own, and must not wait for the store's SQL. */
+        s = state_peek();
         k = s ? store_audit_append(s, &r) : -EBADF;
-        state_release();
         if (k < 0)
                 return log_error_errno(k, "Failed to write the audit record of a %s on token %s by uid %u: %m",
                                        r.event, r.serial[0] ? r.serial : "-", r.uid);

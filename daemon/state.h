@@ -13,3 +13,6 @@ void state_close(void);
 /* Locks the store and returns it (NULL when it is not open); state_release() unlocks, in either case. */
 Store *state_acquire(void);
 void state_release(void);
+/* The store without its lock, for the one function that takes a lock of its own (store_audit_append()).
+ * Valid between state_open() and state_close(), which run while no worker does. */
+Store *state_peek(void);

@@ -375,12 +375,16 @@ static int audit_set_head(sqlite3 *db, int64_t id, const uint8_t hash[AUDIT_HASH
  * signature waits for: a few microseconds, where a SQLite transaction per record cost 150-200 (BENCHMARKS.md).
  * Each spooled record is
  *     "KYA1", length of the rest (4 bytes big-endian), the encoded fields (audit_encode()), its hash (32)
- * chained like the table's records: the first follows the table's head. store_audit_flush() moves the
- * spooled records into the table in one transaction (synchronous=FULL) and then empties the file; a crash
- * between the two leaves records that are already in the table, which the next flush skips by id. Every
- * record is checked against its hash and its place in the chain as it moves: a spool edited or cut in the
- * middle is not imported and stops appends, like a damaged head. An incomplete record at the very end
- * (kysod killed inside the write, which then never returned) is dropped with a warning.
+ * chained like the table's records: the first follows the table's head.
+ *
+ * store_audit_flush() renames the spool to kyso.db-audit.1 (the pending file) and starts a new one, under
+ * audit_lock only for that moment; then, under its caller's serialisation of the Store but not audit_lock,
+ * it moves the pending records into the table in one transaction (synchronous=FULL) and removes the file.
+ * So appends never wait for SQLite. A crash between the commit and the removal leaves records that are
+ * already in the table, which the next flush skips by id. Every record is checked against its hash and its
+ * place in the chain as it moves: a file edited or cut in the middle is not imported and stops appends,
+ * like a damaged head. An incomplete record at the very end (kysod killed inside the write, which then
+ * never returned) is dropped with a warning.
  *
  * A written record survives SIGKILL of kysod and a crash of kysod (it is in the kernel); a power cut may
  * take the last ones, as with synchronous=NORMAL. A full or read-only file system fails the write, and so
@@ -389,8 +393,6 @@ static int audit_set_head(sqlite3 *db, int64_t id, const uint8_t hash[AUDIT_HASH
 #define SPOOL_MAGIC "KYA1"
 #define SPOOL_HEADER_SIZE 8
 #define SPOOL_RECORD_MAX (64U * 1024U)
-/* Flushed by the appender at this many records, else by kysod's timer (audit_flush()) or a reader. */
-#define SPOOL_FLUSH_RECORDS 1024
 
 typedef struct BufferSink {
         uint8_t *p;
@@ -405,47 +407,50 @@ static void emit_buffer(void *userdata, const void *p, size_t n)
         b->n += n;
 }
 
-_printf_(3, 4) static void spool_fail(Store *s, int64_t id, const char *format, ...)
+/* Marks the spool damaged at record id: appends stop. Takes audit_lock. */
+_printf_(4, 5) static void spool_fail(Store *s, const char *path, int64_t id, const char *format, ...)
 {
         va_list ap;
 
+        pthread_mutex_lock(&s->audit_lock);
         s->spool_bad_id = id;
         va_start(ap, format);
         (void) vsnprintf(s->spool_reason, sizeof(s->spool_reason), format, ap);
         va_end(ap);
         log_error("The audit spool %s is damaged (%s): its records stay there and no record is appended until "
-                  "a person has looked at it (move it away to start a new one).",
-                  s->spool_path, s->spool_reason);
+                  "a person has looked at it (move it away to start a new one).", path, s->spool_reason);
+        pthread_mutex_unlock(&s->audit_lock);
 }
 
-/* Reads the whole spool into a new buffer. */
-static int spool_read(Store *s, uint8_t **ret, size_t *ret_n)
+/* Reads a whole file into a new buffer: 0 with *ret NULL when it does not exist. */
+static int file_read(const char *path, uint8_t **ret, size_t *ret_n)
 {
         _cleanup_(freep) uint8_t *buf = NULL;
+        _cleanup_(closep) int fd = -1;
         struct stat st;
         size_t n = 0;
 
-        if (fstat(s->spool_fd, &st) < 0)
-                return log_error_errno(errno, "Failed to stat %s: %m", s->spool_path);
-        if (st.st_size == 0) {
-                *ret = NULL;
-                *ret_n = 0;
-                return 0;
-        }
+        *ret = NULL;
+        *ret_n = 0;
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW);
+        if (fd < 0)
+                return errno == ENOENT ? 0 : log_error_errno(errno, "Failed to open %s: %m", path);
+        if (fstat(fd, &st) < 0)
+                return log_error_errno(errno, "Failed to stat %s: %m", path);
         if ((uint64_t) st.st_size > SIZE_MAX / 2)
-                return log_error_errno(EFBIG, "The audit spool %s is too large to read.", s->spool_path);
-        buf = malloc((size_t) st.st_size);
+                return log_error_errno(EFBIG, "%s is too large to read.", path);
+        buf = malloc((size_t) st.st_size + 1);
         if (!buf)
                 return log_oom();
         while (n < (size_t) st.st_size) {
-                ssize_t k = pread(s->spool_fd, buf + n, (size_t) st.st_size - n, (off_t) n);
+                ssize_t k = pread(fd, buf + n, (size_t) st.st_size - n, (off_t) n);
 
                 if (k < 0 && errno == EINTR)
                         continue;
                 if (k < 0)
-                        return log_error_errno(errno, "Failed to read %s: %m", s->spool_path);
+                        return log_error_errno(errno, "Failed to read %s: %m", path);
                 if (k == 0)
-                        break; /* shorter than it was a moment ago: nobody else should write it */
+                        break;
                 n += (size_t) k;
         }
         *ret = TAKE_PTR(buf);
@@ -483,47 +488,33 @@ static int spool_parse(const uint8_t *p, size_t n, AuditFields *ret, const uint8
         return 1;
 }
 
-/* The table's head, as the in-memory head appends chain from. */
-static int audit_load_head(Store *s)
-{
-        int r = audit_next(s->db, &s->audit_next_id, s->audit_prev);
-
-        s->audit_ready = r >= 0;
-        return r;
-}
-
-int store_audit_flush(Store *s)
+/* Moves the pending file's records into the table and removes it; 0 when there is none. */
+static int import_pending(Store *s)
 {
         _cleanup_(tx_rollbackp) sqlite3 *tx = NULL;
         _cleanup_(sqlite3_finalizep) sqlite3_stmt *ins = NULL;
         _cleanup_(EVP_MD_CTX_freep) EVP_MD_CTX *ctx = NULL;
         _cleanup_(freep) uint8_t *buf = NULL;
+        const char *path = s->pending_path;
         uint8_t prev[AUDIT_HASH_SIZE], h[AUDIT_HASH_SIZE];
         int64_t next, first = 0;
         size_t n = 0, off = 0;
         uint64_t moved = 0;
         int r;
 
-        if (!s)
-                return -EINVAL;
-        if (s->spool_fd < 0 || (s->spool_size == 0 && s->spool_records == 0 && s->audit_ready))
-                return 0;
-        if (s->spool_bad_id != 0)
-                return -EBADMSG;
-        r = spool_read(s, &buf, &n);
-        if (r < 0)
+        r = file_read(path, &buf, &n);
+        if (r < 0 || !buf)
                 return r;
         ctx = EVP_MD_CTX_new();
         if (!ctx)
                 return log_oom();
-
         r = tx_begin(s->db);
         if (r < 0)
                 return r;
         tx = s->db;
         r = audit_next(s->db, &next, prev);
         if (r < 0) {
-                s->audit_ready = false;
+                spool_fail(s, path, 1, "the table's head is damaged");
                 return r;
         }
         r = sql_prepare(s->db,
@@ -534,39 +525,38 @@ int store_audit_flush(Store *s)
                 return r;
 
         while (off < n) {
+                size_t left = n - off;
                 const uint8_t *stored;
                 AuditFields f;
                 uint32_t len;
 
-                size_t left = n - off;
-
                 len = left >= SPOOL_HEADER_SIZE ? get_be32(buf + off + 4) : 0;
                 if (memcmp(buf + off, SPOOL_MAGIC, left < 4 ? left : 4) != 0 || len > SPOOL_RECORD_MAX) {
-                        spool_fail(s, next, "no record %" PRId64 " at byte %zu", next, off);
+                        spool_fail(s, path, next, "no record %" PRId64 " at byte %zu", next, off);
                         return -EBADMSG;
                 }
                 if (left < SPOOL_HEADER_SIZE || left - SPOOL_HEADER_SIZE < len) {
                         log_warning("Dropped an incomplete record at the end of the audit spool %s: kysod stopped "
-                                    "while writing it, so what it was to record was not done.", s->spool_path);
+                                    "while writing it, so what it was to record was not done.", path);
                         break;
                 }
                 if (spool_parse(buf + off + SPOOL_HEADER_SIZE, len, &f, &stored) == 0) {
-                        spool_fail(s, next, "no record %" PRId64 " at byte %zu", next, off);
+                        spool_fail(s, path, next, "no record %" PRId64 " at byte %zu", next, off);
                         return -EBADMSG;
                 }
                 off += SPOOL_HEADER_SIZE + len;
-                /* Already moved by a flush that stopped before emptying the file. */
+                /* Already moved by a flush that stopped before removing the file. */
                 if (f.id < next && moved == 0)
                         continue;
                 if (f.id != next) {
-                        spool_fail(s, next, "record %" PRId64 " is missing", next);
+                        spool_fail(s, path, next, "record %" PRId64 " is missing", next);
                         return -EBADMSG;
                 }
                 r = audit_hash(ctx, prev, &f, h);
                 if (r < 0)
                         return r;
                 if (memcmp(h, stored, AUDIT_HASH_SIZE) != 0) {
-                        spool_fail(s, f.id, "record %" PRId64 " was changed or does not follow record %" PRId64,
+                        spool_fail(s, path, f.id, "record %" PRId64 " was changed or does not follow record %" PRId64,
                                    f.id, f.id - 1);
                         return -EBADMSG;
                 }
@@ -586,83 +576,145 @@ int store_audit_flush(Store *s)
         r = tx_commit(s->db);
         if (r < 0)
                 return r;
-        /* Committed (and synced): now the spool may go. Should this fail, the next flush skips them. */
-        if (ftruncate(s->spool_fd, 0) < 0)
-                log_warning_errno(errno, "Failed to empty the audit spool %s: %m", s->spool_path);
-        else
-                s->spool_size = 0;
-        s->spool_records = 0;
-        s->audit_next_id = next;
-        memcpy(s->audit_prev, prev, AUDIT_HASH_SIZE);
-        s->audit_ready = true;
+        /* Committed (and synced): now the file may go. Should this fail, the next flush skips its records. */
+        if (unlink(path) < 0 && errno != ENOENT)
+                return log_error_errno(errno, "Failed to remove %s: %m", path);
         if (moved > 0)
                 log_debug("Moved audit records %" PRId64 "-%" PRId64 " from the spool into %s.", first, next - 1,
                           db_name(s->db));
         return 0;
 }
 
+static int spool_open_file(Store *s)
+{
+        struct stat st;
+        int fd;
+
+        fd = open(s->spool_path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, 0600);
+        if (fd < 0)
+                return -errno;
+        if (fstat(fd, &st) < 0) {
+                int r = -errno;
+
+                (void) close(fd);
+                return r;
+        }
+        if (s->spool_fd >= 0)
+                (void) close(s->spool_fd);
+        s->spool_fd = fd;
+        s->spool_size = (uint64_t) st.st_size;
+        s->spool_torn = false;
+        return 0;
+}
+
+/* Under audit_lock: the spool becomes the pending file and a new one starts. 1 when it did, 0 when the spool
+ * is empty or the pending file is still there. */
+static int spool_rotate_locked(Store *s)
+{
+        int r;
+
+        if (s->spool_fd < 0 || s->spool_size == 0 || access(s->pending_path, F_OK) == 0)
+                return 0;
+        if (s->spool_torn) {
+                if (ftruncate(s->spool_fd, (off_t) s->spool_size) < 0)
+                        return log_error_errno(errno, "Failed to cut an incomplete record from %s: %m", s->spool_path);
+                s->spool_torn = false;
+        }
+        if (rename(s->spool_path, s->pending_path) < 0)
+                return log_error_errno(errno, "Failed to rename %s: %m", s->spool_path);
+        r = spool_open_file(s);
+        if (r < 0) {
+                /* Put it back: the old descriptor still writes to it. */
+                (void) rename(s->pending_path, s->spool_path);
+                return log_error_errno(r, "Failed to start a new audit spool %s: %m", s->spool_path);
+        }
+        return 1;
+}
+
+int store_audit_flush(Store *s)
+{
+        int r;
+
+        if (!s)
+                return -EINVAL;
+        pthread_mutex_lock(&s->audit_lock);
+        r = s->spool_bad_id != 0 ? -EBADMSG : 0;
+        pthread_mutex_unlock(&s->audit_lock);
+        if (r < 0 || s->spool_fd < 0)
+                return r;
+        /* What an earlier flush left, first: the spool's records follow it. */
+        r = import_pending(s);
+        if (r < 0)
+                return r;
+        pthread_mutex_lock(&s->audit_lock);
+        r = spool_rotate_locked(s);
+        pthread_mutex_unlock(&s->audit_lock);
+        if (r <= 0)
+                return r;
+        return import_pending(s);
+}
+
 /*
  * The in-memory head is only right while one Store appends: a second kysod on the same state directory
- * would hand out the same ids and fork the chain. The spool is locked for as long as it is open; a
- * kysod just killed may still hold it for a moment, hence the wait.
+ * would hand out the same ids and fork the chain. kyso.db-audit.lock is locked for as long as the Store is
+ * open; a kysod just killed may still hold it for a moment, hence the wait.
  */
 #define SPOOL_LOCK_WAIT_MSEC 3000
 #define SPOOL_LOCK_POLL_MSEC 50
 
-static int spool_lock(Store *s)
+static int spool_lock(Store *s, const char *path)
 {
+        s->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW, 0600);
+        if (s->lock_fd < 0)
+                return -errno;
         for (unsigned waited = 0;; waited += SPOOL_LOCK_POLL_MSEC) {
-                if (flock(s->spool_fd, LOCK_EX | LOCK_NB) == 0)
+                if (flock(s->lock_fd, LOCK_EX | LOCK_NB) == 0)
                         return 0;
                 if (errno != EWOULDBLOCK && errno != EINTR) {
-                        log_warning_errno(errno, "Cannot lock the audit spool %s (%m); going on without the lock.",
-                                          s->spool_path);
+                        log_warning_errno(errno, "Cannot lock %s (%m); going on without the lock.", path);
                         return 0;
                 }
                 if (waited >= SPOOL_LOCK_WAIT_MSEC)
-                        return log_error_errno(EBUSY, "The audit spool %s is in use by another process (another kysod "
-                                               "with the same state directory?).", s->spool_path);
+                        return log_error_errno(EBUSY, "The audit spool is in use by another process (%s is locked: "
+                                               "another kysod with the same state directory?).", path);
                 (void) usleep(SPOOL_LOCK_POLL_MSEC * 1000U);
         }
 }
 
 int store_audit_spool_open(Store *s, const char *db_path)
 {
-        struct stat st;
+        _cleanup_(freep) char *lock_path = NULL;
         int r;
 
         s->spool_fd = -1;
-        if (asprintf(&s->spool_path, "%s-audit", db_path) < 0) {
-                s->spool_path = NULL;
+        s->lock_fd = -1;
+        s->audit_lock = (pthread_mutex_t) PTHREAD_MUTEX_INITIALIZER;
+        if (asprintf(&s->spool_path, "%s-audit", db_path) < 0 || asprintf(&s->pending_path, "%s-audit.1", db_path) < 0 ||
+            asprintf(&lock_path, "%s-audit.lock", db_path) < 0)
                 return log_oom();
-        }
         if (sqlite3_db_readonly(s->db, "main") > 0)
                 s->spool_errno = EROFS;
         else {
-                s->spool_fd = open(s->spool_path, O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC | O_NOCTTY | O_NOFOLLOW,
-                                   0600);
-                if (s->spool_fd < 0)
-                        s->spool_errno = errno;
+                r = spool_lock(s, lock_path);
+                if (r == -EBUSY)
+                        return r; /* not ours: closing the Store must not flush or touch the spool */
+                if (r >= 0)
+                        r = spool_open_file(s);
+                if (r < 0)
+                        s->spool_errno = -r;
         }
         if (s->spool_fd < 0) {
                 log_warning_errno(s->spool_errno, "Cannot write the audit spool %s (%m): nothing that needs an "
                                   "audit record will be done.", s->spool_path);
                 return 0;
         }
-        r = spool_lock(s);
-        if (r < 0) {
-                /* Not ours: closing the Store must not flush or touch it. */
-                (void) close(s->spool_fd);
-                s->spool_fd = -1;
-                return r;
-        }
-        if (fstat(s->spool_fd, &st) < 0)
-                return log_error_errno(errno, "Failed to stat %s: %m", s->spool_path);
-        s->spool_size = (uint64_t) st.st_size;
-        /* What a stopped kysod left behind goes to the table now; a damaged log still opens, for reading. */
-        r = store_audit_flush(s);
-        if (r < 0 && !s->audit_ready)
-                (void) audit_load_head(s);
+        /* What a stopped kysod left behind goes to the table now (nothing appends yet); then the head appends
+         * start from. A damaged log still opens, for reading. */
+        (void) store_audit_flush(s);
+        pthread_mutex_lock(&s->audit_lock);
+        if (s->spool_size == 0 && access(s->pending_path, F_OK) < 0)
+                s->audit_ready = audit_next(s->db, &s->audit_next_id, s->audit_prev) >= 0;
+        pthread_mutex_unlock(&s->audit_lock);
         return 0;
 }
 
@@ -672,15 +724,33 @@ void store_audit_spool_close(Store *s)
                 (void) store_audit_flush(s);
                 (void) close(s->spool_fd);
         }
-        s->spool_fd = -1;
+        if (s->lock_fd >= 0)
+                (void) close(s->lock_fd);
+        s->spool_fd = s->lock_fd = -1;
         free(s->spool_path);
-        s->spool_path = NULL;
+        free(s->pending_path);
+        s->spool_path = s->pending_path = NULL;
+        (void) pthread_mutex_destroy(&s->audit_lock);
+}
+
+/* Whether the spool was found damaged, and where (for store_audit_verify()). */
+static bool spool_damaged(Store *s, int64_t *ret_id, char *reason, size_t size)
+{
+        bool bad;
+
+        pthread_mutex_lock(&s->audit_lock);
+        bad = s->spool_bad_id != 0;
+        *ret_id = s->spool_bad_id;
+        snprintf(reason, size, "%s", s->spool_reason);
+        pthread_mutex_unlock(&s->audit_lock);
+        return bad;
 }
 
 /*
- * Appends under the store's one-thread contract: the in-memory head (the table's head and what is spooled
- * after it) names the record's id and link. A record whose write did not complete is cut off again, so
- * that the next one does not follow half a record; until that works nothing is appended.
+ * Takes audit_lock only: callable from any thread while other Store functions run. The in-memory head
+ * (the table's head and what is spooled after it) names the record's id and link. A record whose write did
+ * not complete is cut off again, so that the next one does not follow half a record; until that works
+ * nothing is appended.
  */
 int store_audit_append(Store *s, AuditRecord *rec)
 {
@@ -698,24 +768,6 @@ int store_audit_append(Store *s, AuditRecord *rec)
         r = audit_fields_from_record(rec, &f);
         if (r < 0)
                 return r;
-        if (s->spool_fd < 0)
-                return -s->spool_errno;
-        if (s->spool_bad_id != 0)
-                return -EIO;
-        if (!s->audit_ready) {
-                r = audit_load_head(s);
-                if (r < 0)
-                        return r;
-        }
-        if (s->spool_torn) {
-                if (ftruncate(s->spool_fd, (off_t) s->spool_size) < 0)
-                        return log_error_errno(errno, "Failed to cut an incomplete record from %s: %m",
-                                               s->spool_path);
-                s->spool_torn = false;
-        }
-        if (s->audit_next_id == INT64_MAX)
-                return -EIO;
-        f.id = s->audit_next_id;
         size = audit_encoded_size(&f);
         if (size > SPOOL_RECORD_MAX - AUDIT_HASH_SIZE)
                 return -E2BIG;
@@ -723,9 +775,21 @@ int store_audit_append(Store *s, AuditRecord *rec)
         buf = malloc(SPOOL_HEADER_SIZE + size + AUDIT_HASH_SIZE);
         if (!ctx || !buf)
                 return log_oom();
-        r = audit_hash(ctx, s->audit_prev, &f, hash);
+
+        pthread_mutex_lock(&s->audit_lock);
+        if (s->spool_fd < 0)
+                r = -s->spool_errno;
+        else if (s->spool_bad_id != 0 || !s->audit_ready || s->audit_next_id == INT64_MAX)
+                r = -EIO;
+        else if (s->spool_torn && ftruncate(s->spool_fd, (off_t) s->spool_size) < 0)
+                r = log_error_errno(errno, "Failed to cut an incomplete record from %s: %m", s->spool_path);
+        else {
+                s->spool_torn = false;
+                f.id = s->audit_next_id;
+                r = audit_hash(ctx, s->audit_prev, &f, hash);
+        }
         if (r < 0)
-                return r;
+                goto finish;
 
         memcpy(buf, SPOOL_MAGIC, 4);
         put_be32(buf + 4, (uint32_t) (size + AUDIT_HASH_SIZE));
@@ -740,19 +804,18 @@ int store_audit_append(Store *s, AuditRecord *rec)
                 if (k > 0 && ftruncate(s->spool_fd, (off_t) s->spool_size) < 0)
                         s->spool_torn = true;
                 errno = -r;
-                return log_error_errno(r, "Failed to write audit record %" PRId64 " to %s: %m", f.id,
-                                       s->spool_path);
+                log_error_errno(r, "Failed to write audit record %" PRId64 " to %s: %m", f.id, s->spool_path);
+                goto finish;
         }
         rec->id = f.id;
         memcpy(rec->prev_hash, s->audit_prev, AUDIT_HASH_SIZE);
         memcpy(rec->hash, hash, AUDIT_HASH_SIZE);
         s->spool_size += sink.n;
-        s->spool_records++;
         s->audit_next_id++;
         memcpy(s->audit_prev, hash, AUDIT_HASH_SIZE);
-        if (s->spool_records >= SPOOL_FLUSH_RECORDS)
-                (void) store_audit_flush(s); /* logged there; the records are safe in the spool meanwhile */
-        return 0;
+finish:
+        pthread_mutex_unlock(&s->audit_lock);
+        return r;
 }
 
 /* ---- reading ---- */
@@ -1033,8 +1096,13 @@ int store_audit_verify(Store *s, AuditVerdict *ret)
                         return r;
                 verify_head(&head, expected - 1, prev, &v);
         }
-        if (v.intact && s->spool_bad_id != 0)
-                verdict_bad(&v, s->spool_bad_id, "the spool %s is damaged: %s", s->spool_path, s->spool_reason);
+        if (v.intact) {
+                char why[sizeof(s->spool_reason)];
+                int64_t bad;
+
+                if (spool_damaged(s, &bad, why, sizeof(why)))
+                        verdict_bad(&v, bad, "the spool %s is damaged: %s", s->spool_path, why);
+        }
         *ret = v;
         return 0;
 }

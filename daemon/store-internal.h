@@ -9,6 +9,7 @@
  */
 #pragma once
 
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -22,13 +23,19 @@
 struct Store {
         sqlite3 *db;
 
-        /* The audit log's spool and in-memory head (store-audit.c). */
-        char *spool_path;
+        /*
+         * The audit log's spool and in-memory head (store-audit.c). audit_lock guards the fields after it:
+         * store_audit_append() takes only that lock, so appends go on while the Store's caller runs
+         * anything else, a flush's SQL included.
+         */
+        char *spool_path;     /* kyso.db-audit: appends go here */
+        char *pending_path;   /* kyso.db-audit.1: what a flush took from the spool, until it is in the table */
+        int lock_fd;          /* kyso.db-audit.lock, flock()ed while the Store is open */
+        pthread_mutex_t audit_lock;
         int spool_fd;         /* -1 when it could not be opened: spool_errno says why */
         int spool_errno;
         bool spool_torn;      /* a failed write left part of a record: cut it before the next */
-        uint64_t spool_size;  /* bytes written since the spool was last emptied */
-        uint64_t spool_records;
+        uint64_t spool_size;  /* bytes in the spool */
         int64_t spool_bad_id; /* the spool is damaged from this record on (0: it is not) */
         char spool_reason[160];
         bool audit_ready;     /* the head below was read and is sound */

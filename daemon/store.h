@@ -18,7 +18,9 @@
  *
  * A Store is used by one thread at a time: kysod serialises calls with its
  * own lock (the store's callers are the broker's custody checks, which read
- * the registry from memory, and the bus, which writes rarely).
+ * the registry from memory, and the bus, which writes rarely). The one
+ * exception is store_audit_append(), which takes a lock of its own and runs
+ * beside anything else.
  *
  * Functions return 0 (or a count) on success and -errno on failure:
  * -ENOENT for a missing token or record, -EEXIST for a conflict, -EINVAL for
@@ -222,15 +224,17 @@ typedef struct AuditRecord {
 /*
  * Appends a record (rec->id, prev_hash and hash are filled in): written to the spool beside the database
  * (kyso.db-audit) with one write(), so that it survives SIGKILL of kysod, and moved into the table by
- * store_audit_flush() in batches. Any failure (-EROFS, -ENOSPC, -EIO, ...) means nothing was written: the
+ * store_audit_flush(). The one Store function that takes a lock of its own and may run beside any other:
+ * appends never wait for SQL. Any failure (-EROFS, -ENOSPC, -EIO, ...) means nothing was written: the
  * caller must not do what it was about to record. A damaged head or spool refuses with -EIO.
  */
 int store_audit_append(Store *s, AuditRecord *rec);
 /*
  * Moves the spooled records into the table in one transaction (synchronous=FULL), checking each against
- * its hash and its place in the chain, then empties the spool. Readers below call it first; kysod also
- * calls it on a timer, and store_open() and store_close() do. -EBADMSG when the spool is damaged (it is
- * left as it is, and store_audit_verify() says where).
+ * its hash and its place in the chain: the spool is renamed to kyso.db-audit.1 and a new one started (the
+ * only moment appends wait), then the renamed file is imported and removed. Readers below call it first;
+ * kysod also calls it on a timer, and store_open() and store_close() do. -EBADMSG when the spool is
+ * damaged (it is left as it is, and store_audit_verify() says where).
  */
 int store_audit_flush(Store *s);
 

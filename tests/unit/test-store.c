@@ -14,6 +14,7 @@
 #include <inttypes.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -1427,6 +1428,14 @@ static const char *spool_of(const char *path)
         return buf;
 }
 
+static const char *pending_of(const char *path)
+{
+        static char buf[PATH_MAX + 8];
+
+        snprintf(buf, sizeof(buf), "%s-audit.1", path);
+        return buf;
+}
+
 static off_t file_size(const char *path)
 {
         struct stat st;
@@ -1512,12 +1521,60 @@ static void test_audit_spool(void **state)
         assert_int_equal(v.checked, 9);
         assert_int_equal(file_size(spool_of(path)), 0);
 
-        /* Past the flush threshold the appender flushes by itself. */
+        /* Appends never run SQL: the table waits for a flush, however many there are. */
         assert_int_equal(store_open(path, &s), 0);
         audit_fill(s, 10, 1100);
-        assert_true(raw_int(path, "SELECT count(*) FROM audit") >= 1024);
+        assert_int_equal(raw_int(path, "SELECT count(*) FROM audit"), 9);
         store_close(s);
         assert_int_equal(raw_int(path, "SELECT count(*) FROM audit"), 1100);
+        assert_int_equal(access(pending_of(path), F_OK), -1);
+}
+
+typedef struct Appender {
+        Store *s;
+        int from, to;
+        int failed;
+} Appender;
+
+static void *appender_main(void *userdata)
+{
+        Appender *a = userdata;
+        char detail[64];
+
+        for (int i = a->from; i <= a->to; i++) {
+                AuditRecord r = audit_sample(i, detail, sizeof(detail));
+
+                if (store_audit_append(a->s, &r) < 0 || r.id != i)
+                        a->failed = i;
+        }
+        return NULL;
+}
+
+/* Appends go on in another thread while flushes move records into the table: none lost, none twice, the
+ * chain whole. (kysod appends from its workers while its loop flushes.) */
+static void test_audit_spool_concurrent(void **state)
+{
+        char path[PATH_MAX];
+        Appender a = { .from = 1, .to = 3000 };
+        pthread_t t;
+        AuditVerdict v;
+        unsigned flushes = 0;
+
+        snprintf(path, sizeof(path), "%s", db_path("spool-concurrent"));
+        assert_int_equal(store_open(path, &a.s), 0);
+        assert_int_equal(pthread_create(&t, NULL, appender_main, &a), 0);
+        while (raw_int(path, "SELECT count(*) FROM audit") < 3000 && flushes < 100000) {
+                assert_int_equal(store_audit_flush(a.s), 0);
+                flushes++;
+        }
+        assert_int_equal(pthread_join(t, NULL), 0);
+        assert_int_equal(a.failed, 0);
+        assert_int_equal(store_audit_verify(a.s, &v), 0);
+        assert_intact(v);
+        assert_int_equal(v.checked, 3000);
+        print_message("%u flushes during 3000 appends\n", flushes);
+        assert_true(flushes > 1);
+        store_close(a.s);
 }
 
 /* One Store appends to a spool at a time: a second one (another kysod on the same state directory) would
@@ -1539,7 +1596,12 @@ static void test_audit_spool_locked(void **state)
         audit_fill(t, 3, 3);
         store_close(t);
 
-        fd = open(spool_of(path), O_RDWR | O_CLOEXEC);
+        {
+                char lock[PATH_MAX + 16];
+
+                snprintf(lock, sizeof(lock), "%s-audit.lock", path);
+                fd = open(lock, O_RDWR | O_CLOEXEC);
+        }
         assert_true(fd >= 0);
         assert_int_equal(flock(fd, LOCK_EX), 0);
         t = sentinel;
@@ -1588,6 +1650,21 @@ static void test_audit_spool_crash_leftovers(void **state)
         assert_int_equal(v.checked, 12);
         store_close(s);
         assert_int_equal(raw_int(path, "SELECT count(*) FROM audit"), 12);
+
+        /* The same records left as the pending file (killed between the commit and its removal), with
+         * newer records in the spool behind them. */
+        {
+                int fd = open(pending_of(path), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+
+                assert_true(fd >= 0);
+                close(fd);
+        }
+        write_file(pending_of(path), copy, n, O_TRUNC);
+        audit_fill_and_die(path, 13, 14);
+        v = verify(path);
+        assert_intact(v);
+        assert_int_equal(v.checked, 14);
+        assert_int_equal(access(pending_of(path), F_OK), -1);
 }
 
 /* A spool edited, or with a record cut from the middle, is not moved into the table and stops appends; it
@@ -1621,9 +1698,10 @@ static void test_audit_spool_tampered(void **state)
         assert_int_equal(store_audit_append(s, &a), -EIO);
         assert_int_equal(store_audit_flush(s), -EBADMSG);
         store_close(s);
-        /* A flush is all or nothing: not even record 3 moved, and the spool is kept as it was. */
+        /* A flush is all or nothing: not even record 3 moved, and the records are kept as they were (in the
+         * pending file the flush renamed the spool to). */
         assert_int_equal(raw_int(path, "SELECT count(*) FROM audit"), 2);
-        assert_int_equal((size_t) file_size(spool_of(path)), n);
+        assert_int_equal((size_t) file_size(pending_of(path)), n);
 
         /* Record 4 cut out whole: 5 does not follow 3. */
         snprintf(path, sizeof(path), "%s", db_path("spool-cut"));
@@ -2190,6 +2268,7 @@ int main(void)
                 cmocka_unit_test(test_audit_spool),
                 cmocka_unit_test(test_audit_spool_crash_leftovers),
                 cmocka_unit_test(test_audit_spool_locked),
+                cmocka_unit_test(test_audit_spool_concurrent),
                 cmocka_unit_test(test_audit_spool_tampered),
                 cmocka_unit_test(test_read_only),
                 cmocka_unit_test(test_disk_full),
