@@ -631,6 +631,23 @@ static int spool_rotate_locked(Store *s)
         return 1;
 }
 
+/*
+ * Under audit_lock, once nothing is spooled or pending: (re)reads the table's head for appends to chain
+ * from, unless the spool was found damaged or the head was (a person has to look; asking again every
+ * second would only repeat the error). Heals a start that could not read or import, once it can.
+ */
+static void head_reload_locked(Store *s)
+{
+        int r;
+
+        if (s->audit_ready || s->head_damaged || s->spool_bad_id != 0 || s->spool_fd < 0 || s->spool_size > 0 ||
+            access(s->pending_path, F_OK) == 0)
+                return;
+        r = audit_next(s->db, &s->audit_next_id, s->audit_prev);
+        s->audit_ready = r >= 0;
+        s->head_damaged = r == -EIO;
+}
+
 int store_audit_flush(Store *s)
 {
         int r;
@@ -649,9 +666,14 @@ int store_audit_flush(Store *s)
         pthread_mutex_lock(&s->audit_lock);
         r = spool_rotate_locked(s);
         pthread_mutex_unlock(&s->audit_lock);
-        if (r <= 0)
+        if (r > 0)
+                r = import_pending(s);
+        if (r < 0)
                 return r;
-        return import_pending(s);
+        pthread_mutex_lock(&s->audit_lock);
+        head_reload_locked(s);
+        pthread_mutex_unlock(&s->audit_lock);
+        return 0;
 }
 
 /*
@@ -708,13 +730,9 @@ int store_audit_spool_open(Store *s, const char *db_path)
                                   "audit record will be done.", s->spool_path);
                 return 0;
         }
-        /* What a stopped kysod left behind goes to the table now (nothing appends yet); then the head appends
-         * start from. A damaged log still opens, for reading. */
+        /* What a stopped kysod left behind goes to the table now (nothing appends yet), and the flush reads
+         * the head appends start from. A damaged log still opens, for reading. */
         (void) store_audit_flush(s);
-        pthread_mutex_lock(&s->audit_lock);
-        if (s->spool_size == 0 && access(s->pending_path, F_OK) < 0)
-                s->audit_ready = audit_next(s->db, &s->audit_next_id, s->audit_prev) >= 0;
-        pthread_mutex_unlock(&s->audit_lock);
         return 0;
 }
 

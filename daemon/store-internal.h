@@ -39,6 +39,7 @@ struct Store {
         int64_t spool_bad_id; /* the spool is damaged from this record on (0: it is not) */
         char spool_reason[160];
         bool audit_ready;     /* the head below was read and is sound */
+        bool head_damaged;    /* the table's head was found damaged: not read again */
         int64_t audit_next_id;
         uint8_t audit_prev[32];
 };

@@ -1577,6 +1577,27 @@ static void test_audit_spool_concurrent(void **state)
         store_close(a.s);
 }
 
+/* A start that could not move the leftovers into the table refuses appends (their ids would be unknown);
+ * the first flush that can, lets them go on. Here the pending file is a directory until it is not. */
+static void test_audit_spool_heals(void **state)
+{
+        char path[PATH_MAX], detail[64];
+        AuditRecord a = audit_sample(1, detail, sizeof(detail));
+        Store *s = NULL;
+
+        snprintf(path, sizeof(path), "%s", db_path("spool-heals"));
+        assert_int_equal(mkdir(pending_of(path), 0700), 0);
+        assert_int_equal(store_open(path, &s), 0);
+        assert_int_equal(store_audit_append(s, &a), -EIO);
+        assert_true(store_audit_flush(s) < 0);
+        assert_int_equal(rmdir(pending_of(path)), 0);
+        assert_int_equal(store_audit_flush(s), 0);
+        assert_int_equal(store_audit_append(s, &a), 0);
+        assert_int_equal(a.id, 1);
+        store_close(s);
+        assert_intact(verify(path));
+}
+
 /* One Store appends to a spool at a time: a second one (another kysod on the same state directory) would
  * fork the chain, so it is refused after a short wait. */
 static void test_audit_spool_locked(void **state)
@@ -2267,6 +2288,7 @@ int main(void)
                 cmocka_unit_test(test_audit_damaged_head_refuses_append),
                 cmocka_unit_test(test_audit_spool),
                 cmocka_unit_test(test_audit_spool_crash_leftovers),
+                cmocka_unit_test(test_audit_spool_heals),
                 cmocka_unit_test(test_audit_spool_locked),
                 cmocka_unit_test(test_audit_spool_concurrent),
                 cmocka_unit_test(test_audit_spool_tampered),
