@@ -822,8 +822,8 @@ CK_RV backend_key_names(Slot *s, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, char *
         return CKR_OK;
 }
 
-void backend_key_names_cached(Slot *s, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, char id_hex[static 129],
-                              char label[static 129])
+void backend_key_names_cached(Slot *s, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, char id_hex[static KEY_NAME_SIZE],
+                              char label[static KEY_NAME_SIZE])
 {
         Backend *b = s->backend;
         uint64_t gen = atomic_load(&b->objects_generation);
@@ -842,7 +842,7 @@ void backend_key_names_cached(Slot *s, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, 
         pthread_mutex_unlock(&b->names_lock);
 
         slot_call_begin(s);
-        if (backend_key_names(s, h, o, id_hex, 129, label, 129) != CKR_OK) {
+        if (backend_key_names(s, h, o, id_hex, KEY_NAME_SIZE, label, KEY_NAME_SIZE) != CKR_OK) {
                 slot_call_end(s);
                 return; /* not remembered: the next record asks again */
         }

@@ -30,13 +30,16 @@ typedef enum SerializeMode {
         _SERIALIZE_INVALID = -EINVAL,
 } SerializeMode;
 
+/* Room for a key's CKA_ID in hex or its CKA_LABEL, as audit records and certificates give them. */
+#define KEY_NAME_SIZE 129
+
 /* A key's names as an audit record gives them, remembered per module (backend_key_names_cached()). */
 #define KEY_NAMES_CACHED 16
 typedef struct KeyNames {
         CK_OBJECT_HANDLE handle; /* CK_INVALID_HANDLE: an empty entry */
         uint64_t generation;     /* the module's objects_generation when they were read */
-        char id_hex[129];
-        char label[129];
+        char id_hex[KEY_NAME_SIZE];
+        char label[KEY_NAME_SIZE];
 } KeyNames;
 
 typedef struct Backend {
@@ -131,14 +134,14 @@ CK_RV backend_key_names(Slot *s, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, char *
  * time (SoftHSM2 decrypts a private key's attributes for every read: 60-70 us per signature here). An entry
  * holds while objects_generation is what it was when it was read.
  */
-void backend_key_names_cached(Slot *s, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, char id_hex[static 129],
-                              char label[static 129]);
+void backend_key_names_cached(Slot *s, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o, char id_hex[static KEY_NAME_SIZE],
+                              char label[static KEY_NAME_SIZE]);
 /* A certificate object's value and names, as backend_certificates() reads them. */
 typedef struct BackendCertificate {
         uint8_t *der;
         size_t der_len;
-        char id_hex[129];
-        char label[129];
+        char id_hex[KEY_NAME_SIZE];
+        char label[KEY_NAME_SIZE];
 } BackendCertificate;
 
 /*

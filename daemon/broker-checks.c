@@ -162,7 +162,7 @@ bool token_hidden(BrokerClient *bc, const Slot *slot)
 int audit_operation(BrokerClient *bc, Slot *slot, const char *event, CK_SESSION_HANDLE real_session,
                            CK_OBJECT_HANDLE key, CK_MECHANISM_TYPE mech, CK_RV rv, const char *detail)
 {
-        char serial[33], id[129] = "", label[129] = "", mbuf[24];
+        char serial[33], id[KEY_NAME_SIZE] = "", label[KEY_NAME_SIZE] = "", mbuf[24];
 
         custody_slot_serial(slot->id, serial);
         if (key != CK_INVALID_HANDLE)

@@ -13,6 +13,9 @@
  * "bc"). The chain has no key: it shows edits made without recomputing the
  * hashes after them, and the head row shows records cut from the end; it
  * cannot stop someone who can write the file from rewriting the whole chain.
+ *
+ * Records reach the table through a spool file, in batches (see "the spool"
+ * below): appending is one write(), and never waits for SQL.
  */
 #include <errno.h>
 #include <fcntl.h>
