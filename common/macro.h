@@ -80,6 +80,15 @@ static inline bool size_add_overflow(size_t a, size_t b, size_t *ret)
 
 #define streq(a, b) (strcmp((a), (b)) == 0)
 
+/* Microseconds on CLOCK_MONOTONIC: for deadlines and ages, never for dates. */
+static inline uint64_t monotonic_usec(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (uint64_t) ts.tv_sec * 1000000U + (uint64_t) ts.tv_nsec / 1000U;
+}
+
 /* The CLOCK_REALTIME instant usec from now, as pthread_cond_timedwait() and pthread_timedjoin_np() want it. */
 static inline struct timespec realtime_after_usec(uint64_t usec)
 {

@@ -53,6 +53,16 @@ static void objects_changed(Backend *b)
         atomic_fetch_add(&b->objects_generation, 1);
 }
 
+/* Forgets a remembered search (see backend_find_all()). */
+static void found_clear(Found *e)
+{
+        if (e->key)
+                explicit_bzero(e->key, e->key_len); /* a template may hold a secret's value */
+        free(e->key);
+        free(e->handles);
+        *e = (Found) { 0 };
+}
+
 /* Prefer the 3.0 interface, so the 3.0 functions reach modules that have them. */
 static CK_RV backend_get_functions(Backend *b)
 {
@@ -267,6 +277,9 @@ void backends_unload(void)
         for (size_t i = 0; i < n_slots; i++) {
                 pthread_mutex_destroy(&slots[i]->call_lock);
                 pthread_mutex_destroy(&slots[i]->login_lock);
+                for (size_t j = 0; j < FOUND_CACHED; j++)
+                        found_clear(&slots[i]->found[j]);
+                pthread_mutex_destroy(&slots[i]->found_lock);
                 free(slots[i]);
         }
         free(slots);
@@ -340,6 +353,7 @@ static Slot *slot_new_locked(Backend *b, CK_SLOT_ID real, const CK_SLOT_INFO *in
         s->serialize = want_serialize(info);
         pthread_mutex_init(&s->call_lock, NULL);
         pthread_mutex_init(&s->login_lock, NULL);
+        pthread_mutex_init(&s->found_lock, NULL);
         slots[n_slots++] = s;
         return s;
 }
@@ -533,7 +547,7 @@ void slot_call_end(Slot *s)
 /* Calls a 3.0-only function, or answers as a 2.x module would. */
 #define CALL3(fn, ...) (F3(fn) ? F3(fn)(__VA_ARGS__) : CKR_FUNCTION_NOT_SUPPORTED)
 
-/* The calls after which a handle may name another object, or an object other names (see Backend). */
+/* The calls after which objects may be new, gone, renamed or shown differently (see Backend). */
 static bool call_changes_objects(WireCall call)
 {
         switch (call) {
@@ -545,6 +559,12 @@ static bool call_changes_objects(WireCall call)
         case KYSO_CALL_C_Logout:
         case KYSO_CALL_C_DestroyObject:
         case KYSO_CALL_C_SetAttributeValue:
+        case KYSO_CALL_C_CreateObject:
+        case KYSO_CALL_C_CopyObject:
+        case KYSO_CALL_C_GenerateKey:
+        case KYSO_CALL_C_GenerateKeyPair:
+        case KYSO_CALL_C_UnwrapKey:
+        case KYSO_CALL_C_DeriveKey:
                 return true;
         default:
                 return false;
@@ -947,8 +967,104 @@ CK_RV backend_destroy_object(Slot *s, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o)
         return rv;
 }
 
+/* Templates longer than this as found_key() writes them, and answers with more objects, are not remembered. */
+#define FOUND_KEY_MAX 1024U
+#define FOUND_CACHE_USEC (1000U * 1000U)
+#define FOUND_HANDLES_MAX 1024U
+
+/* The template as bytes to compare: each attribute's type, length and value. 0 when it is not to be remembered. */
+static size_t found_key(const CK_ATTRIBUTE *tmpl, CK_ULONG count, uint8_t key[static FOUND_KEY_MAX])
+{
+        size_t len = 0;
+
+        for (CK_ULONG i = 0; i < count; i++) {
+                CK_ULONG head[2] = { tmpl[i].type, tmpl[i].ulValueLen };
+
+                if ((tmpl[i].ulValueLen > 0 && !tmpl[i].pValue) || tmpl[i].ulValueLen > FOUND_KEY_MAX ||
+                    len + sizeof(head) + tmpl[i].ulValueLen > FOUND_KEY_MAX)
+                        return 0;
+                memcpy(key + len, head, sizeof(head));
+                len += sizeof(head);
+                if (tmpl[i].ulValueLen > 0)
+                        memcpy(key + len, tmpl[i].pValue, tmpl[i].ulValueLen);
+                len += tmpl[i].ulValueLen;
+        }
+        return len ? len : sizeof(CK_ULONG); /* the empty template (every object) is a key too */
+}
+
+static bool found_lookup(Slot *s, const uint8_t *key, size_t key_len, CK_OBJECT_HANDLE **ret_handles, size_t *ret_n)
+{
+        uint64_t gen = atomic_load(&s->backend->objects_generation), now = monotonic_usec();
+        bool hit = false;
+
+        pthread_mutex_lock(&s->found_lock);
+        for (size_t i = 0; i < FOUND_CACHED && !hit; i++) {
+                Found *e = &s->found[i];
+
+                if (!e->key || e->generation != gen || now - e->stamp_usec >= FOUND_CACHE_USEC ||
+                    e->key_len != key_len || memcmp(e->key, key, key_len) != 0)
+                        continue;
+                *ret_handles = malloc((e->n ? e->n : 1) * sizeof(CK_OBJECT_HANDLE));
+                if (!*ret_handles)
+                        break;
+                memcpy(*ret_handles, e->handles, e->n * sizeof(CK_OBJECT_HANDLE));
+                *ret_n = e->n;
+                hit = true;
+        }
+        pthread_mutex_unlock(&s->found_lock);
+        return hit;
+}
+
+static void found_store(Slot *s, const uint8_t *key, size_t key_len, uint64_t gen, uint64_t stamp,
+                        const CK_OBJECT_HANDLE *handles, size_t n)
+{
+        _cleanup_(freep) uint8_t *k = NULL;
+        _cleanup_(freep) CK_OBJECT_HANDLE *h = NULL;
+        Found *e;
+
+        if (n > FOUND_HANDLES_MAX)
+                return;
+        k = malloc(key_len);
+        h = malloc((n ? n : 1) * sizeof(CK_OBJECT_HANDLE));
+        if (!k || !h)
+                return; /* only not remembered */
+        memcpy(k, key, key_len);
+        memcpy(h, handles, n * sizeof(CK_OBJECT_HANDLE));
+
+        pthread_mutex_lock(&s->found_lock);
+        e = &s->found[s->found_next++ % FOUND_CACHED];
+        found_clear(e);
+        *e = (Found) { .generation = gen, .stamp_usec = stamp, .key = TAKE_PTR(k), .key_len = key_len,
+                       .handles = TAKE_PTR(h), .n = n };
+        pthread_mutex_unlock(&s->found_lock);
+}
+
+static CK_RV find_all(Slot *s, CK_SESSION_HANDLE h, CK_ATTRIBUTE *tmpl, CK_ULONG count,
+                      CK_OBJECT_HANDLE **ret_handles, size_t *ret_n);
+
 CK_RV backend_find_all(Slot *s, CK_SESSION_HANDLE h, CK_ATTRIBUTE *tmpl, CK_ULONG count,
                        CK_OBJECT_HANDLE **ret_handles, size_t *ret_n)
+{
+        uint8_t key[FOUND_KEY_MAX];
+        size_t key_len = found_key(tmpl, count, key);
+        uint64_t gen, stamp;
+        CK_RV rv;
+
+        if (key_len > 0 && found_lookup(s, key, key_len, ret_handles, ret_n))
+                return CKR_OK;
+
+        /* Read before the search: a change while it runs makes its answer stale at once. */
+        gen = atomic_load(&s->backend->objects_generation);
+        stamp = monotonic_usec();
+        rv = find_all(s, h, tmpl, count, ret_handles, ret_n);
+        if (rv == CKR_OK && key_len > 0)
+                found_store(s, key, key_len, gen, stamp, *ret_handles, *ret_n);
+        explicit_bzero(key, key_len);
+        return rv;
+}
+
+static CK_RV find_all(Slot *s, CK_SESSION_HANDLE h, CK_ATTRIBUTE *tmpl, CK_ULONG count,
+                      CK_OBJECT_HANDLE **ret_handles, size_t *ret_n)
 {
         CK_FUNCTION_LIST *f = s->backend->f;
         CK_OBJECT_HANDLE *handles = NULL;

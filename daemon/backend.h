@@ -55,16 +55,29 @@ typedef struct Backend {
         bool waiter_started;
 
         /*
-         * Bumped after every call that can destroy an object, change its attributes or let the module give
-         * its handle to another object: closing sessions (their session objects go), logging in or out (a
-         * module may renumber private objects), C_DestroyObject, C_SetAttributeValue, C_InitToken, and a token
-         * leaving or arriving. Object handles belong to the module, not to a slot or session.
+         * Bumped after every call that can make or destroy an object, change its attributes, change which
+         * objects a search shows or let the module give a handle to another object: closing sessions (their
+         * session objects go), logging in or out (private objects show or hide; a module may renumber them),
+         * the calls that make objects (C_CreateObject, C_CopyObject, C_GenerateKey, C_GenerateKeyPair,
+         * C_UnwrapKey, C_DeriveKey), C_DestroyObject, C_SetAttributeValue, C_InitToken, and a token leaving
+         * or arriving. Object handles belong to the module, not to a slot or session.
          */
         _Atomic uint64_t objects_generation;
         pthread_mutex_t names_lock;
         KeyNames names[KEY_NAMES_CACHED];
         unsigned names_next;
 } Backend;
+
+/* A search's answer, remembered per slot (see backend_find_all()). */
+#define FOUND_CACHED 8
+typedef struct Found {
+        uint64_t generation; /* the module's objects_generation before the search ran */
+        uint64_t stamp_usec; /* CLOCK_MONOTONIC when it ran */
+        uint8_t *key;        /* the template, as found_key() writes it; NULL: an empty entry */
+        size_t key_len;
+        CK_OBJECT_HANDLE *handles;
+        size_t n;
+} Found;
 
 typedef struct Slot {
         CK_SLOT_ID id; /* what clients see */
@@ -86,6 +99,10 @@ typedef struct Slot {
         uint8_t pin_salt[16];
         uint8_t pin_hash[32];
         uint64_t login_generation; /* bumped whenever the real login state ends */
+
+        pthread_mutex_t found_lock;
+        Found found[FOUND_CACHED];
+        unsigned found_next;
 } Slot;
 
 int backends_load(char *const *paths, size_t n_paths, SerializeMode serialize);
@@ -152,7 +169,15 @@ CK_RV backend_certificates(Slot *s, BackendCertificate **ret, size_t *ret_n);
 void backend_certificates_free(BackendCertificate *c, size_t n);
 
 CK_RV backend_destroy_object(Slot *s, CK_SESSION_HANDLE h, CK_OBJECT_HANDLE o);
-/* Runs a whole search; *ret_handles is malloc()ed. */
+/*
+ * Runs a whole search; *ret_handles is malloc()ed. The answer is remembered for the slot: the same template
+ * within a second (FOUND_CACHE_USEC), while the module's objects_generation is unchanged, gets it again without a call
+ * to the module (a module serves every client's searches from one set of objects: SoftHSM2 compares each
+ * object it holds, decrypting private ones, under its own locks). Only kysod changes the objects of the
+ * tokens it owns, and each such change bumps the generation; the age limit bounds what a change made
+ * around kysod (a tool writing a software token's files) can hide. What a client may see of the answer is
+ * the broker's business, as before.
+ */
 CK_RV backend_find_all(Slot *s, CK_SESSION_HANDLE h, CK_ATTRIBUTE *tmpl, CK_ULONG count,
                        CK_OBJECT_HANDLE **ret_handles, size_t *ret_n);
 /*

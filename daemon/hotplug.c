@@ -51,14 +51,6 @@ static pthread_mutex_t devices_lock = PTHREAD_MUTEX_INITIALIZER;
 static Present devices[DEVICES_MAX];
 static size_t n_devices;
 
-static uint64_t now_usec(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000U + (uint64_t) ts.tv_nsec / 1000U;
-}
-
 static const KysoUsbId *known_id(uint16_t vendor, uint16_t product)
 {
         for (size_t i = 0; i < KYSO_USB_IDS_COUNT; i++)
@@ -177,7 +169,7 @@ static void handle_event(UsbEvent *e)
                         devices[n_devices++] = (Present) {
                                 .dev = e->dev,
                                 .address = e->address,
-                                .arrived_usec = now_usec(),
+                                .arrived_usec = monotonic_usec(),
                         };
                         changed = true;
                 }
@@ -313,7 +305,7 @@ int hotplug_devices(UsbDevice **ret, size_t *ret_n)
 
 bool hotplug_claim_recent(UsbDevice *ret)
 {
-        uint64_t now = now_usec();
+        uint64_t now = monotonic_usec();
         ssize_t best = -1;
 
         pthread_mutex_lock(&devices_lock);

@@ -233,14 +233,6 @@ static bool poll_stop;
 static unsigned poll_interval_ms;
 static uint64_t poll_fast_until; /* CLOCK_MONOTONIC usec */
 
-static uint64_t monotonic_usec(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000U + (uint64_t) ts.tv_nsec / 1000U;
-}
-
 /* Hotplug saw a token device come or go: rescan now, and often for a few seconds. */
 static void poll_kick(void)
 {

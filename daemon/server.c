@@ -178,14 +178,6 @@ static uint64_t next_client_id = 1;
 static void *worker_main(void *userdata);
 static void resume_uid(uid_t uid);
 
-static uint64_t now_usec(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000U + (uint64_t) ts.tv_nsec / 1000U;
-}
-
 static int spawn_worker_locked(void)
 {
         pthread_t *n;
@@ -479,7 +471,7 @@ static bool uid_at_limit(uid_t uid)
                 return false;
 
         /* At most one line a second, however hard someone knocks. */
-        now = now_usec();
+        now = monotonic_usec();
         if (now - last_logged >= 1000000U) {
                 last_logged = now;
                 log_warning("Refusing a connection of uid %u: it already has %u connections (limit %u).",
@@ -709,7 +701,7 @@ static void answer_overdue(void)
                 unsigned long slot_id;
                 char label[33];
         } due[32];
-        uint64_t now = now_usec(), limit = (uint64_t) config.call_timeout_ms * 1000U;
+        uint64_t now = monotonic_usec(), limit = (uint64_t) config.call_timeout_ms * 1000U;
         size_t n = 0;
 
         pthread_mutex_lock(&running_lock);
@@ -771,7 +763,7 @@ static void run_request(Client *c, uint8_t *payload, size_t len)
         int r;
 
         if (config.call_timeout_ms > 0 && wire_peek(payload, len, &running.serial, &running.call) == 0) {
-                running.started = now_usec();
+                running.started = monotonic_usec();
                 running_add(&running);
                 tracked = true;
                 current_request = &running;
@@ -789,7 +781,7 @@ static void run_request(Client *c, uint8_t *payload, size_t len)
                 log_warning("%s for client %" PRIu64 " returned after all, %" PRIu64 " ms late; its answer was "
                             "already sent, dropping this one.",
                             info ? info->name : "A call", c->id,
-                            (now_usec() - running.started) / 1000U - config.call_timeout_ms);
+                            (monotonic_usec() - running.started) / 1000U - config.call_timeout_ms);
                 late = true;
         }
         if (late) {
@@ -880,11 +872,11 @@ static int wait_event(struct epoll_event *ev)
         /* Never while another worker is running a request: on a small machine the spinner would take
          * the CPU that request needs. */
         if (spin_usec > 0 && atomic_fetch_add(&spinners, 1) == 0) {
-                uint64_t deadline = now_usec() + spin_usec;
+                uint64_t deadline = monotonic_usec() + spin_usec;
 
                 do
                         n = epoll_wait(epoll_fd, ev, 1, 0);
-                while (n == 0 && atomic_load(&n_running) == 0 && now_usec() < deadline);
+                while (n == 0 && atomic_load(&n_running) == 0 && monotonic_usec() < deadline);
                 atomic_fetch_sub(&spinners, 1);
                 if (n != 0)
                         return n;

@@ -87,14 +87,6 @@ uint64_t client_handle_base(void)
         return m == UINT64_MAX ? m : m + 1;
 }
 
-static uint64_t now_usec(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000U + (uint64_t) ts.tv_nsec / 1000U;
-}
-
 static Conn *conn_new(int fd, uint64_t generation)
 {
         Conn *conn;
@@ -203,7 +195,7 @@ static int send_all(int fd, const uint8_t *p, size_t n)
 static ssize_t conn_recv(Conn *conn, void *p, size_t n, int timeout_msec)
 {
         if (CLIENT_SPIN_USEC > 0 && timeout_msec < 0) {
-                uint64_t deadline = now_usec() + CLIENT_SPIN_USEC;
+                uint64_t deadline = monotonic_usec() + CLIENT_SPIN_USEC;
 
                 do {
                         ssize_t k = recv(conn->fd, p, n, MSG_DONTWAIT);
@@ -211,7 +203,7 @@ static ssize_t conn_recv(Conn *conn, void *p, size_t n, int timeout_msec)
                                 return k;
                         /* Give the CPU to whoever is runnable (the daemon, on a small machine). */
                         sched_yield();
-                } while (now_usec() < deadline);
+                } while (monotonic_usec() < deadline);
         }
 
         if (timeout_msec >= 0) {

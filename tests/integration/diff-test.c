@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "p11-test.h"
 
@@ -487,6 +488,139 @@ static void seq_objects(Side *sd, CK_SESSION_HANDLE s) {
         f->C_DestroyObject(s, obj);
 }
 
+/*
+ * The same search before and after every kind of change: kysod remembers a search's answer for the slot
+ * (backend_find_all()), so each change below must make it search again.
+ */
+static void seq_find_again(Side *sd, CK_SLOT_ID slot, CK_SESSION_HANDLE s) {
+        CK_FUNCTION_LIST_PTR f = sd->f;
+        CK_OBJECT_CLASS data = CKO_DATA;
+        CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+        const char *label = "diff-again", *label2 = "diff-again-2", *app = "kyso-diff-again";
+        CK_ATTRIBUTE mk[] = {
+                { CKA_CLASS, &data, sizeof(data) },     { CKA_TOKEN, &no, sizeof(no) },
+                { CKA_PRIVATE, &yes, sizeof(yes) },     { CKA_LABEL, (void *) label, strlen(label) },
+                { CKA_APPLICATION, (void *) app, strlen(app) }, { CKA_VALUE, "v", 1 },
+        };
+        CK_ATTRIBUTE by_app[] = { { CKA_CLASS, &data, sizeof(data) }, { CKA_APPLICATION, (void *) app, strlen(app) } };
+        CK_OBJECT_HANDLE obj[4], found[8], pub, priv, copy, key;
+        CK_SESSION_HANDLE other;
+        CK_ULONG n;
+        CK_RV rv;
+
+#define FIND(l, ...)                                                            \
+        do {                                                                    \
+                n = 0;                                                          \
+                rv = p11t_find_by_label(f, s, (l), found, ELEMENTSOF(found), &n); \
+                RU(rv, n, __VA_ARGS__);                                         \
+        } while (0)
+#define FIND_APP(...)                                                           \
+        do {                                                                    \
+                n = 0;                                                          \
+                rv = f->C_FindObjectsInit(s, by_app, ELEMENTSOF(by_app));       \
+                if (rv == CKR_OK) {                                             \
+                        rv = f->C_FindObjects(s, found, ELEMENTSOF(found), &n); \
+                        (void) f->C_FindObjectsFinal(s);                        \
+                }                                                               \
+                RU(rv, n, __VA_ARGS__);                                         \
+        } while (0)
+
+        FIND(label, "again: none yet");
+        FIND(label, "again: none yet, asked twice");
+        rv = f->C_CreateObject(s, mk, ELEMENTSOF(mk), &obj[0]);
+        R(rv, "again: C_CreateObject(session data object)");
+        FIND(label, "again: after C_CreateObject");
+        mk[1].pValue = &yes;
+        rv = f->C_CreateObject(s, mk, ELEMENTSOF(mk), &obj[1]);
+        R(rv, "again: C_CreateObject(token data object)");
+        FIND(label, "again: after a second C_CreateObject");
+        FIND_APP("again: by application");
+
+        CK_ATTRIBUTE rename[] = { { CKA_LABEL, (void *) label2, strlen(label2) } };
+        rv = f->C_SetAttributeValue(s, obj[0], rename, 1);
+        R(rv, "again: C_SetAttributeValue(CKA_LABEL)");
+        FIND(label, "again: old label after C_SetAttributeValue");
+        FIND(label2, "again: new label after C_SetAttributeValue");
+        rv = f->C_CopyObject(s, obj[0], rename, 1, &copy);
+        R(rv, "again: C_CopyObject");
+        FIND(label2, "again: after C_CopyObject");
+        FIND_APP("again: by application after C_CopyObject");
+
+        rv = p11t_gen_ec(f, s, "P-256", label, false, &pub, &priv);
+        R(rv, "again: C_GenerateKeyPair(EC P-256)");
+        FIND(label, "again: after C_GenerateKeyPair");
+        CK_BYTE aes[16] = { 1, 2, 3 };
+        rv = p11t_import_secret(f, s, CKK_AES, aes, sizeof(aes), label, &key);
+        R(rv, "again: an AES key made by C_CreateObject");
+        FIND(label, "again: after the AES key");
+        CK_BYTE wrapped[64];
+        CK_ULONG wrapped_len = sizeof(wrapped);
+        CK_MECHANISM wrap = { CKM_AES_KEY_WRAP, NULL, 0 };
+        CK_OBJECT_CLASS secret = CKO_SECRET_KEY;
+        CK_KEY_TYPE aes_type = CKK_AES;
+        CK_ATTRIBUTE unwrap_t[] = { { CKA_CLASS, &secret, sizeof(secret) }, { CKA_KEY_TYPE, &aes_type, sizeof(aes_type) },
+                                    { CKA_TOKEN, &no, sizeof(no) }, { CKA_LABEL, (void *) label, strlen(label) } };
+        rv = f->C_WrapKey(s, &wrap, key, key, wrapped, &wrapped_len);
+        R(rv, "again: C_WrapKey(the AES key by itself)");
+        rv = f->C_UnwrapKey(s, &wrap, key, wrapped, wrapped_len, unwrap_t, ELEMENTSOF(unwrap_t), &obj[2]);
+        R(rv, "again: C_UnwrapKey");
+        FIND(label, "again: after C_UnwrapKey");
+        CK_BYTE seed[16] = "derivation data";
+        CK_KEY_DERIVATION_STRING_DATA sdata = { seed, sizeof(seed) };
+        CK_MECHANISM derive = { CKM_AES_ECB_ENCRYPT_DATA, &sdata, sizeof(sdata) };
+        CK_OBJECT_HANDLE derived;
+        CK_ULONG derived_len = sizeof(aes);
+        CK_ATTRIBUTE derive_t[] = { { CKA_CLASS, &secret, sizeof(secret) }, { CKA_KEY_TYPE, &aes_type, sizeof(aes_type) },
+                                    { CKA_VALUE_LEN, &derived_len, sizeof(derived_len) },
+                                    { CKA_TOKEN, &no, sizeof(no) }, { CKA_LABEL, (void *) label, strlen(label) } };
+        rv = f->C_DeriveKey(s, &derive, key, derive_t, ELEMENTSOF(derive_t), &derived);
+        R(rv, "again: C_DeriveKey(CKM_AES_ECB_ENCRYPT_DATA)");
+        FIND(label, "again: after C_DeriveKey");
+
+        rv = f->C_Logout(s);
+        R(rv, "again: C_Logout");
+        FIND(label, "again: after C_Logout (private objects hidden)");
+        rv = f->C_Login(s, CKU_USER, (CK_UTF8CHAR_PTR) sd->pin, strlen(sd->pin));
+        R(rv, "again: C_Login");
+        FIND(label, "again: after C_Login");
+
+        /* Handles of private objects do not outlive a logout: the token object is found again. */
+        FIND_APP("again: by application after C_Login");
+        for (CK_ULONG i = 0; i < n; i++) {
+                rv = f->C_DestroyObject(s, found[i]);
+                R(rv, "again: C_DestroyObject(the application's object %lu)", (unsigned long) i);
+        }
+        FIND(label, "again: after C_DestroyObject");
+        FIND_APP("again: by application after C_DestroyObject");
+
+        rv = f->C_OpenSession(slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &other);
+        R(rv, "again: C_OpenSession(a second session)");
+        rv = f->C_CreateObject(other, mk, ELEMENTSOF(mk), &obj[3]);
+        R(rv, "again: C_CreateObject in the second session");
+        FIND(label, "again: the second session's object");
+        rv = f->C_DestroyObject(other, obj[3]);
+        R(rv, "again: C_DestroyObject in the second session");
+        mk[1].pValue = &no;
+        rv = f->C_CreateObject(other, mk, ELEMENTSOF(mk), &obj[3]);
+        R(rv, "again: C_CreateObject(session object) in the second session");
+        FIND(label, "again: with the second session's session object");
+        rv = f->C_CloseSession(other);
+        R(rv, "again: C_CloseSession(the second session)");
+        FIND(label, "again: its session object went with it");
+
+        f->C_DestroyObject(s, copy);
+        f->C_DestroyObject(s, obj[0]);
+        f->C_DestroyObject(s, obj[2]);
+        f->C_DestroyObject(s, key);
+        f->C_DestroyObject(s, derived);
+        f->C_DestroyObject(s, pub);
+        f->C_DestroyObject(s, priv);
+        FIND(label, "again: all destroyed");
+        FIND(label2, "again: all destroyed, new label");
+#undef FIND
+#undef FIND_APP
+}
+
 static void seq_rsa(Side *sd, CK_SESSION_HANDLE s) {
         CK_FUNCTION_LIST_PTR f = sd->f;
         CK_OBJECT_HANDLE pub, priv;
@@ -831,6 +965,9 @@ static void seq_pin_logout(Side *sd, CK_SLOT_ID slot, CK_SESSION_HANDLE s) {
 
         rv = p11t_gen_ec(f, s, "P-256", "diff-private", false, &pub, &priv);
         R(rv, "C_GenerateKeyPair(EC P-256, private key is CKA_PRIVATE)");
+        n = 0;
+        rv = p11t_find_by_label(f, s, "diff-private", found, ELEMENTSOF(found), &n);
+        RU(rv, n, "find by label before logout (private key shown)");
         rv = f->C_Logout(s);
         R(rv, "C_Logout");
         rv = f->C_Logout(s);
@@ -871,6 +1008,7 @@ static void run(Side *sd) {
         seq_login(sd, slot, &s);
         seq_digest(sd, s);
         seq_objects(sd, s);
+        seq_find_again(sd, slot, s);
         seq_rsa(sd, s);
         seq_aes(sd, s);
         seq_ec_random(sd, s);
@@ -882,6 +1020,57 @@ static void run(Side *sd) {
         R(rv, "C_Finalize again");
         rv = sd->f->C_GetSlotList(CK_TRUE, NULL, &(CK_ULONG) { 0 });
         R(rv, "C_GetSlotList after C_Finalize");
+}
+
+/* Finds objects labelled label; -1 when the search fails. */
+static long count_label(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, const char *label) {
+        CK_OBJECT_HANDLE found[8];
+        CK_ULONG n = 0;
+        return p11t_find_by_label(f, s, label, found, ELEMENTSOF(found), &n) == CKR_OK ? (long) n : -1;
+}
+
+/*
+ * An object written around kysod, straight into the SoftHSM2 store it serves, while a kyso client keeps its
+ * session: kysod remembers searches for at most a second (FOUND_CACHE_USEC), so the client finds the object,
+ * and stops finding it once it is deleted, within that time, whatever it searched before.
+ */
+static void seq_around(const Side *kyso, const Side *direct) {
+        const char *label = "diff-around-kysod";
+        CK_OBJECT_CLASS cls = CKO_DATA;
+        CK_BBOOL yes = CK_TRUE, no = CK_FALSE;
+        CK_ATTRIBUTE t[] = { { CKA_CLASS, &cls, sizeof(cls) }, { CKA_TOKEN, &yes, sizeof(yes) },
+                             { CKA_PRIVATE, &no, sizeof(no) }, { CKA_LABEL, (void *) label, strlen(label) },
+                             { CKA_VALUE, "around", 6 } };
+        CK_SLOT_ID ks, ds;
+        CK_SESSION_HANDLE k = CK_INVALID_HANDLE, d = CK_INVALID_HANDLE;
+        CK_OBJECT_HANDLE obj;
+
+        p11t_diag("an object written straight into the store, beside a kyso client's remembered search");
+        if (!CHECK_OK(p11t_initialize(kyso->f), "kyso: C_Initialize") ||
+            !CHECK_OK(p11t_initialize(direct->f), "direct: C_Initialize") ||
+            !CHECK_OK(p11t_find_slot(kyso->f, kyso->label, &ks), "kyso: the token's slot") ||
+            !CHECK_OK(p11t_find_slot(direct->f, direct->label, &ds), "direct: the token's slot") ||
+            !CHECK_OK(kyso->f->C_OpenSession(ks, CKF_SERIAL_SESSION, NULL, NULL, &k), "kyso: C_OpenSession") ||
+            !CHECK_OK(p11t_open_login(direct->f, ds, direct->pin, &d), "direct: C_OpenSession + C_Login"))
+                goto out;
+
+        CHECK(count_label(kyso->f, k, label) == 0, "kyso finds no \"%s\" yet", label);
+        if (!CHECK_OK(direct->f->C_CreateObject(d, t, ELEMENTSOF(t), &obj), "direct: C_CreateObject(token data object)"))
+                goto out;
+        usleep(1100 * 1000);
+        CHECK(count_label(kyso->f, k, label) == 1, "kyso finds it a little over a second later (%ld)",
+              count_label(kyso->f, k, label));
+        CHECK_OK(direct->f->C_DestroyObject(d, obj), "direct: C_DestroyObject");
+        usleep(1100 * 1000);
+        CHECK(count_label(kyso->f, k, label) == 0, "kyso no longer finds it a little over a second later (%ld)",
+              count_label(kyso->f, k, label));
+out:
+        if (k != CK_INVALID_HANDLE)
+                kyso->f->C_CloseSession(k);
+        if (d != CK_INVALID_HANDLE)
+                direct->f->C_CloseSession(d);
+        kyso->f->C_Finalize(NULL);
+        direct->f->C_Finalize(NULL);
 }
 
 static void free_side(Side *sd) {
@@ -913,6 +1102,7 @@ int main(void) {
         run(&direct);
         p11t_diag("comparing %zu direct steps with %zu kyso steps", direct.n, kyso.n);
         compare(&direct, &kyso);
+        seq_around(&kyso, &direct);
         free_side(&kyso);
         free_side(&direct);
         return p11t_summary();

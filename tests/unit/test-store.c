@@ -2037,14 +2037,6 @@ _Noreturn static void crash_child(const char *path, int fd, int64_t base)
         }
 }
 
-static uint64_t now_usec(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (uint64_t) ts.tv_sec * 1000000U + (uint64_t) ts.tv_nsec / 1000U;
-}
-
 static bool has_handover_to(const Handover *h, size_t n, int64_t i)
 {
         char holder[32];
@@ -2158,7 +2150,7 @@ static void test_crash_safety(void **state)
                         ssize_t k;
 
                         if (deadline > 0 && !killed) {
-                                uint64_t t = now_usec();
+                                uint64_t t = monotonic_usec();
 
                                 if (t >= deadline) {
                                         assert_int_equal(kill(pid, SIGKILL), 0);
@@ -2189,7 +2181,7 @@ static void test_crash_safety(void **state)
                                 filled % sizeof(Report));
                         filled %= sizeof(Report);
                         if (deadline == 0 && n_reports > 0)
-                                deadline = now_usec() + wait_usec;
+                                deadline = monotonic_usec() + wait_usec;
                 }
                 close(pipefd[0]);
                 assert_int_equal(waitpid(pid, &status, 0), pid);
