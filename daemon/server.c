@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -799,8 +800,20 @@ static void run_request(Client *c, uint8_t *payload, size_t len)
         buffer_done(&reply);
 }
 
+/* How long requests take to run, on average over the last few (an exponential moving average, 1/8). */
+static atomic_uint_fast64_t run_usec_avg;
+
+static void note_run_time(uint64_t usec)
+{
+        uint64_t avg = atomic_load(&run_usec_avg);
+
+        /* Racing updates may lose one another's sample: it is an estimate. */
+        atomic_store(&run_usec_avg, avg - avg / 8 + usec / 8);
+}
+
 static void handle_in(Client *c)
 {
+        uint64_t started;
         uint8_t *payload = NULL;
         size_t len = 0;
         bool teardown = false, reopened;
@@ -844,7 +857,9 @@ static void handle_in(Client *c)
 
         ensure_idle_worker();
         atomic_fetch_add(&n_running, 1);
+        started = monotonic_usec();
         run_request(c, payload, len);
+        note_run_time(monotonic_usec() - started);
         atomic_fetch_sub(&n_running, 1);
 
         reopened = budget_add(c->uid, 0, -1, 0);
@@ -859,18 +874,109 @@ static void handle_in(Client *c)
 }
 
 /*
- * Waits for the next event. One worker at a time first polls for a short
- * while: a client's next request (Sign after SignInit) usually comes within
- * tens of microseconds, and taking it on the thread that just ran the last
- * one saves a wake-up (25-30 µs on this kind of machine) and finds the
- * backend's data still in that CPU's cache.
+ * Who waits at the epoll set. Every thread blocked in epoll_wait() is woken
+ * for every event, whoever takes it, and on a small machine that wake-up (a
+ * context switch on the CPU the client runs on) cost more than the rest of a
+ * round trip. So while one client at a time sends requests, one worker at a
+ * time (the poller) waits there and the others wait on post_cond.
+ *
+ * The poller that takes an event leaves its post and runs the request. A
+ * follower takes the post at once when more events are waiting already, or
+ * when no follower is on watch; otherwise the follower on watch (one at a
+ * time, waking every WATCH_USEC while kysod is busy) takes it once it has been
+ * empty that long. So one client's back-to-back requests (Sign after SignInit)
+ * run on one thread, with the backend's data still in that CPU's cache and
+ * nobody woken, and a request that comes while that thread is in a long call
+ * waits at most WATCH_USEC for another.
+ *
+ * Requests that overlap (several clients, or several threads of one, at
+ * once) and take a while to run (OVERLAP_RUN_USEC on average) need workers
+ * side by side: for OVERLAP_USEC after a request was taken while another ran,
+ * every idle worker waits at the epoll set.
+ */
+#define WATCH_USEC 1000U
+#define WATCH_FOR_USEC (100U * 1000U) /* after the last event; then followers sleep until called */
+#define OVERLAP_USEC (10U * 1000U)
+#define OVERLAP_RUN_USEC 20U
+
+static pthread_mutex_t post_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t post_cond = PTHREAD_COND_INITIALIZER;
+static unsigned pollers;
+static bool on_watch;
+static uint64_t post_left_usec;    /* when a poller last took an event */
+static uint64_t overlap_until_usec; /* see above */
+
+/* Waits until this worker may wait for events; false when kysod is stopping. */
+static bool take_post(void)
+{
+        bool ok, watched = false;
+
+        pthread_mutex_lock(&post_lock);
+        for (;;) {
+                uint64_t now = monotonic_usec();
+
+                if (atomic_load(&quitting))
+                        break;
+                if (now < overlap_until_usec)
+                        break;
+                /* A worker back from a request or called takes an empty post at once; the one on watch only
+                 * when it has been empty for WATCH_USEC (the request may end any moment, and the client's next
+                 * one is best taken by that same thread). */
+                if (pollers == 0 && (!watched || now - post_left_usec >= WATCH_USEC))
+                        break;
+                if (now - post_left_usec < WATCH_FOR_USEC && (watched || !on_watch)) {
+                        uint64_t wait = pollers > 0 ? WATCH_USEC : WATCH_USEC - (now - post_left_usec);
+                        struct timespec until = realtime_after_usec(wait);
+
+                        on_watch = true;
+                        watched = pthread_cond_timedwait(&post_cond, &post_lock, &until) == ETIMEDOUT;
+                        on_watch = false;
+                } else {
+                        watched = false;
+                        pthread_cond_wait(&post_cond, &post_lock);
+                }
+        }
+        ok = !atomic_load(&quitting);
+        if (ok)
+                pollers++;
+        pthread_mutex_unlock(&post_lock);
+        return ok;
+}
+
+/* A poller took an event: see above for who waits next. */
+static void leave_post(void)
+{
+        struct pollfd p = { .fd = epoll_fd, .events = POLLIN };
+        bool more = poll(&p, 1, 0) > 0; /* an epoll set polls readable while events are ready in it */
+        uint64_t now = monotonic_usec();
+
+        pthread_mutex_lock(&post_lock);
+        pollers--;
+        post_left_usec = now;
+        if (atomic_load(&n_running) > 0 && atomic_load(&run_usec_avg) >= OVERLAP_RUN_USEC) {
+                /* Another request is running: requests overlap, and take long enough to need workers side by
+                 * side. Shorter ones are served faster by one thread in turn than by threads woken for each. */
+                bool was_overlapping = now < overlap_until_usec;
+
+                overlap_until_usec = now + OVERLAP_USEC;
+                if (!was_overlapping)
+                        pthread_cond_broadcast(&post_cond);
+        } else if (pollers == 0 && (more || !on_watch))
+                pthread_cond_signal(&post_cond);
+        pthread_mutex_unlock(&post_lock);
+}
+
+/*
+ * A poller's wait for the next event. One poller at a time first polls for
+ * spin_usec: a client's next request usually comes within tens of
+ * microseconds, and a thread asleep in epoll_wait() takes 25-30 µs to wake on
+ * this kind of machine. Never while a worker runs a request: on a small
+ * machine the polling would take the CPU that request needs.
  */
 static int wait_event(struct epoll_event *ev)
 {
         int n = 0;
 
-        /* Never while another worker is running a request: on a small machine the spinner would take
-         * the CPU that request needs. */
         if (spin_usec > 0 && atomic_fetch_add(&spinners, 1) == 0) {
                 uint64_t deadline = monotonic_usec() + spin_usec;
 
@@ -890,19 +996,23 @@ static void *worker_main(void *userdata)
         for (;;) {
                 struct epoll_event ev;
                 Watch *w;
-                int n;
+                int n, r;
 
                 atomic_fetch_add(&idle_workers, 1);
-                n = wait_event(&ev);
+                if (!take_post()) {
+                        atomic_fetch_sub(&idle_workers, 1);
+                        return NULL;
+                }
+                do
+                        n = wait_event(&ev);
+                while (n == 0 || (n < 0 && errno == EINTR));
+                r = n < 0 ? -errno : 0;
+                leave_post();
                 atomic_fetch_sub(&idle_workers, 1);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        log_error_errno(errno, "epoll_wait failed: %m");
+                if (r < 0) {
+                        log_error_errno(r, "epoll_wait failed: %m");
                         break;
                 }
-                if (n == 0)
-                        continue;
 
                 w = ev.data.ptr;
                 switch (w->kind) {
@@ -984,6 +1094,9 @@ unsigned server_stop(uint64_t timeout_usec)
                 return 0;
 
         atomic_store(&quitting, true);
+        pthread_mutex_lock(&post_lock);
+        pthread_cond_broadcast(&post_cond); /* followers leave; pollers see quit_fd */
+        pthread_mutex_unlock(&post_lock);
         (void) epoll_ctl(epoll_fd, EPOLL_CTL_DEL, listen_fd, NULL);
 
         /* Clients see the connection end and turn it into PKCS#11 errors. */
