@@ -883,11 +883,12 @@ static void handle_in(Client *c)
  * The poller that takes an event leaves its post and runs the request. A
  * follower takes the post at once when more events are waiting already, or
  * when no follower is on watch; otherwise the follower on watch (one at a
- * time, waking every WATCH_USEC while kysod is busy) takes it once it has been
- * empty that long. So one client's back-to-back requests (Sign after SignInit)
- * run on one thread, with the backend's data still in that CPU's cache and
- * nobody woken, and a request that comes while that thread is in a long call
- * waits at most WATCH_USEC for another.
+ * time, waking every WATCH_USEC while kysod is busy) takes it once it has
+ * been empty that long and an event waits. So one client's requests (Sign
+ * after SignInit, however long each runs) run on one thread, with the
+ * backend's data still in that CPU's cache and nobody woken, and a request
+ * that comes while that thread is in a long call waits at most about
+ * WATCH_USEC for another.
  *
  * Requests that overlap (several clients, or several threads of one, at
  * once) and take a while to run (OVERLAP_RUN_USEC on average) need workers
@@ -895,7 +896,7 @@ static void handle_in(Client *c)
  * every idle worker waits at the epoll set.
  */
 #define WATCH_USEC 1000U
-#define WATCH_FOR_USEC (100U * 1000U) /* after the last event; then followers sleep until called */
+#define WATCH_FOR_USEC (100U * 1000U) /* a manned post is watched this long after its last event */
 #define OVERLAP_USEC (10U * 1000U)
 #define OVERLAP_RUN_USEC 20U
 
@@ -906,6 +907,14 @@ static bool on_watch;
 static uint64_t post_left_usec;    /* when a poller last took an event */
 static uint64_t overlap_until_usec; /* see above */
 
+/* Whether events are ready in the epoll set, without taking any: an epoll set polls readable then. */
+static bool events_ready(void)
+{
+        struct pollfd p = { .fd = epoll_fd, .events = POLLIN };
+
+        return poll(&p, 1, 0) > 0;
+}
+
 /* Waits until this worker may wait for events; false when kysod is stopping. */
 static bool take_post(void)
 {
@@ -913,19 +922,22 @@ static bool take_post(void)
 
         pthread_mutex_lock(&post_lock);
         for (;;) {
-                uint64_t now = monotonic_usec();
+                uint64_t now = monotonic_usec(), vacant = now - post_left_usec;
 
                 if (atomic_load(&quitting))
                         break;
                 if (now < overlap_until_usec)
                         break;
-                /* A worker back from a request or called takes an empty post at once; the one on watch only
-                 * when it has been empty for WATCH_USEC (the request may end any moment, and the client's next
-                 * one is best taken by that same thread). */
-                if (pollers == 0 && (!watched || now - post_left_usec >= WATCH_USEC))
+                /* A worker back from a request or called takes an empty post at once. The one on watch takes
+                 * it once it has been empty for WATCH_USEC and an event waits (the request may end any moment,
+                 * and that client's next one is best taken by the same thread), or has been empty for
+                 * WATCH_FOR_USEC (a call that hangs: then it waits in epoll_wait(), not by the clock). */
+                if (pollers == 0 &&
+                    (!watched || (vacant >= WATCH_USEC && events_ready()) || vacant >= WATCH_FOR_USEC))
                         break;
-                if (now - post_left_usec < WATCH_FOR_USEC && (watched || !on_watch)) {
-                        uint64_t wait = pollers > 0 ? WATCH_USEC : WATCH_USEC - (now - post_left_usec);
+                /* While the post is empty someone watches it; while it is manned, only until kysod is idle. */
+                if ((pollers == 0 || vacant < WATCH_FOR_USEC) && (watched || !on_watch)) {
+                        uint64_t wait = pollers > 0 || vacant >= WATCH_USEC ? WATCH_USEC : WATCH_USEC - vacant;
                         struct timespec until = realtime_after_usec(wait);
 
                         on_watch = true;
@@ -946,8 +958,7 @@ static bool take_post(void)
 /* A poller took an event: see above for who waits next. */
 static void leave_post(void)
 {
-        struct pollfd p = { .fd = epoll_fd, .events = POLLIN };
-        bool more = poll(&p, 1, 0) > 0; /* an epoll set polls readable while events are ready in it */
+        bool more = events_ready();
         uint64_t now = monotonic_usec();
 
         pthread_mutex_lock(&post_lock);
