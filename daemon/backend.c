@@ -989,7 +989,12 @@ static size_t found_key(const CK_ATTRIBUTE *tmpl, CK_ULONG count, uint8_t key[st
                         memcpy(key + len, tmpl[i].pValue, tmpl[i].ulValueLen);
                 len += tmpl[i].ulValueLen;
         }
-        return len ? len : sizeof(CK_ULONG); /* the empty template (every object) is a key too */
+        if (len == 0) {
+                /* The empty template (every object) is a key too, shorter than any other. */
+                memset(key, 0, sizeof(CK_ULONG));
+                len = sizeof(CK_ULONG);
+        }
+        return len;
 }
 
 static bool found_lookup(Slot *s, const uint8_t *key, size_t key_len, CK_OBJECT_HANDLE **ret_handles, size_t *ret_n)

@@ -514,6 +514,17 @@ static void seq_find_again(Side *sd, CK_SLOT_ID slot, CK_SESSION_HANDLE s) {
                 rv = p11t_find_by_label(f, s, (l), found, ELEMENTSOF(found), &n); \
                 RU(rv, n, __VA_ARGS__);                                         \
         } while (0)
+#define FIND_ALL(...)                                                           \
+        do {                                                                    \
+                CK_OBJECT_HANDLE all[256];                                      \
+                n = 0;                                                          \
+                rv = f->C_FindObjectsInit(s, NULL, 0);                          \
+                if (rv == CKR_OK) {                                             \
+                        rv = f->C_FindObjects(s, all, ELEMENTSOF(all), &n);     \
+                        (void) f->C_FindObjectsFinal(s);                        \
+                }                                                               \
+                RU(rv, n, __VA_ARGS__);                                         \
+        } while (0)
 #define FIND_APP(...)                                                           \
         do {                                                                    \
                 n = 0;                                                          \
@@ -527,9 +538,12 @@ static void seq_find_again(Side *sd, CK_SLOT_ID slot, CK_SESSION_HANDLE s) {
 
         FIND(label, "again: none yet");
         FIND(label, "again: none yet, asked twice");
+        FIND_ALL("again: every object");
+        FIND_ALL("again: every object, asked twice");
         rv = f->C_CreateObject(s, mk, ELEMENTSOF(mk), &obj[0]);
         R(rv, "again: C_CreateObject(session data object)");
         FIND(label, "again: after C_CreateObject");
+        FIND_ALL("again: every object after C_CreateObject");
         mk[1].pValue = &yes;
         rv = f->C_CreateObject(s, mk, ELEMENTSOF(mk), &obj[1]);
         R(rv, "again: C_CreateObject(token data object)");
@@ -618,6 +632,7 @@ static void seq_find_again(Side *sd, CK_SLOT_ID slot, CK_SESSION_HANDLE s) {
         FIND(label, "again: all destroyed");
         FIND(label2, "again: all destroyed, new label");
 #undef FIND
+#undef FIND_ALL
 #undef FIND_APP
 }
 
