@@ -20,7 +20,8 @@
  * row's duration is then split into rounds (--rounds, default 4) that visit
  * the targets in turn, starting with a different one each round, so that a
  * machine getting faster or slower during the run (other guests, frequency)
- * weighs on every target alike and the ratios compare like with like.
+ * weighs on every target alike and the ratios compare like with like. The
+ * target lines give each ratio's lowest and highest value over the rounds too.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -92,9 +93,12 @@ typedef struct Acc {
         CK_RV error;
 } Acc;
 
+#define ROUNDS_KEPT 64 /* rounds whose throughput is kept for the spread of the ratios */
+
 typedef struct Row {
         bool done;
         double ops_per_s, p50_us, p99_us;
+        double round_ops_per_s[ROUNDS_KEPT];
         CK_RV error;
 } Row;
 
@@ -354,10 +358,12 @@ static void clients_stop(ClientSet *set) {
         set->n = 0;
 }
 
-/* All of the set's clients run op together for seconds; their results are added to acc. */
-static void clients_run(ClientSet *set, Op op, double seconds, Acc *acc) {
+/* All of the set's clients run op together for seconds; their results are added to acc. Returns this run's
+ * ops/s summed over the clients. */
+static double clients_run(ClientSet *set, Op op, double seconds, Acc *acc) {
         Result *r = calloc(1, sizeof(Result));
         Go go = { .op = (unsigned char) op, .seconds = seconds };
+        double ops_per_s = 0;
 
         for (int i = 0; i < set->n; i++)
                 write_all(set->go[i], &go, sizeof(go));
@@ -378,8 +384,11 @@ static void clients_run(ClientSet *set, Op op, double seconds, Acc *acc) {
                         acc->hist[k] += r->hist[k];
                 acc->ops[i] += r->ops;
                 acc->seconds[i] += r->seconds;
+                if (r->seconds > 0)
+                        ops_per_s += r->ops / r->seconds;
         }
         free(r);
+        return ops_per_s;
 }
 
 static void row_from(Row *row, const Acc *acc, int nprocs) {
@@ -422,7 +431,10 @@ static bool run_procs(const Target *targets, int pi, unsigned op_mask) {
                 for (int round = 0; round < rounds; round++)
                         for (int k = 0; k < n_active; k++) {
                                 int ti = active[(round + k) % n_active];
-                                clients_run(&sets[ti], (Op) op, duration / rounds, &acc[ti]);
+                                double x = clients_run(&sets[ti], (Op) op, duration / rounds, &acc[ti]);
+
+                                if (round < ROUNDS_KEPT)
+                                        rows[ti][pi][op].round_ops_per_s[round] = x;
                         }
                 for (int k = 0; k < n_active; k++) {
                         int ti = active[k];
@@ -440,6 +452,30 @@ static bool run_procs(const Target *targets, int pi, unsigned op_mask) {
         for (int ti = 0; ti < 3; ti++)
                 clients_stop(&sets[ti]);
         return ok;
+}
+
+/* The lowest and highest ratio of a's throughput to b's over the rounds they ran side by side. */
+static void round_spread(const Row *a, const Row *b, double *ret_min, double *ret_max) {
+        *ret_min = INFINITY;
+        *ret_max = 0;
+        for (int i = 0; i < rounds && i < ROUNDS_KEPT; i++) {
+                if (b->round_ops_per_s[i] <= 0)
+                        continue;
+                double x = a->round_ops_per_s[i] / b->round_ops_per_s[i];
+                *ret_min = fmin(*ret_min, x);
+                *ret_max = fmax(*ret_max, x);
+        }
+        if (*ret_max == 0)
+                *ret_min = 0;
+}
+
+/* One target line: the row's ratio, its spread over the rounds, and the verdict. */
+static void print_target(int pi, Op op, const Row *a, const Row *b, const char *what, double need) {
+        double x = a->ops_per_s / b->ops_per_s, lo, hi;
+
+        round_spread(a, b, &lo, &hi);
+        printf("  %d proc  %-34s %s %.2fx, rounds %.2f-%.2fx (target >= %.1fx): %s\n", proc_counts[pi], op_names[op],
+               what, x, lo, hi, need, x >= need ? "met" : "MISSED");
 }
 
 static void print_ratio(double x) {
@@ -559,17 +595,12 @@ int main(int argc, char **argv) {
                         Op op = vs_direct[i].op;
                         if (!k[op].done || !d[op].done || d[op].ops_per_s <= 0)
                                 continue;
-                        double x = k[op].ops_per_s / d[op].ops_per_s;
-                        printf("  %d proc  %-34s kyso/direct %.2fx (target >= %.1fx): %s\n", proc_counts[pi], op_names[op], x,
-                               vs_direct[i].min, x >= vs_direct[i].min ? "met" : "MISSED");
+                        print_target(pi, op, &k[op], &d[op], "kyso/direct", vs_direct[i].min);
                 }
                 for (int op = 0; op < _OP_MAX; op++) {
                         if (!k[op].done || !p[op].done || p[op].ops_per_s <= 0)
                                 continue;
-                        double x = k[op].ops_per_s / p[op].ops_per_s;
-                        double need = op == OP_FIND ? 2.0 : 1.0;
-                        printf("  %d proc  %-34s kyso/p11-kit %.2fx (target >= %.1fx): %s\n", proc_counts[pi], op_names[op],
-                               x, need, x >= need ? "met" : "MISSED");
+                        print_target(pi, (Op) op, &k[op], &p[op], "kyso/p11-kit", op == OP_FIND ? 2.0 : 1.0);
                 }
         }
         return ok ? 0 : 1;
