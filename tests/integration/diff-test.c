@@ -503,7 +503,7 @@ static void seq_find_again(Side *sd, CK_SLOT_ID slot, CK_SESSION_HANDLE s) {
                 { CKA_APPLICATION, (void *) app, strlen(app) }, { CKA_VALUE, "v", 1 },
         };
         CK_ATTRIBUTE by_app[] = { { CKA_CLASS, &data, sizeof(data) }, { CKA_APPLICATION, (void *) app, strlen(app) } };
-        CK_OBJECT_HANDLE obj[4], found[8], pub, priv, copy, key;
+        CK_OBJECT_HANDLE obj[4], found[256], pub, priv, copy, key;
         CK_SESSION_HANDLE other;
         CK_ULONG n;
         CK_RV rv;
@@ -514,27 +514,15 @@ static void seq_find_again(Side *sd, CK_SLOT_ID slot, CK_SESSION_HANDLE s) {
                 rv = p11t_find_by_label(f, s, (l), found, ELEMENTSOF(found), &n); \
                 RU(rv, n, __VA_ARGS__);                                         \
         } while (0)
-#define FIND_ALL(...)                                                           \
-        do {                                                                    \
-                CK_OBJECT_HANDLE all[256];                                      \
-                n = 0;                                                          \
-                rv = f->C_FindObjectsInit(s, NULL, 0);                          \
-                if (rv == CKR_OK) {                                             \
-                        rv = f->C_FindObjects(s, all, ELEMENTSOF(all), &n);     \
-                        (void) f->C_FindObjectsFinal(s);                        \
-                }                                                               \
-                RU(rv, n, __VA_ARGS__);                                         \
+/* A search with the template t of count attributes. */
+#define FIND_T(t, count, ...)                                                           \
+        do {                                                                            \
+                n = 0;                                                                  \
+                rv = p11t_find(f, s, (t), (count), found, ELEMENTSOF(found), &n);       \
+                RU(rv, n, __VA_ARGS__);                                                 \
         } while (0)
-#define FIND_APP(...)                                                           \
-        do {                                                                    \
-                n = 0;                                                          \
-                rv = f->C_FindObjectsInit(s, by_app, ELEMENTSOF(by_app));       \
-                if (rv == CKR_OK) {                                             \
-                        rv = f->C_FindObjects(s, found, ELEMENTSOF(found), &n); \
-                        (void) f->C_FindObjectsFinal(s);                        \
-                }                                                               \
-                RU(rv, n, __VA_ARGS__);                                         \
-        } while (0)
+#define FIND_ALL(...) FIND_T(NULL, 0, __VA_ARGS__)
+#define FIND_APP(...) FIND_T(by_app, ELEMENTSOF(by_app), __VA_ARGS__)
 
         FIND(label, "again: none yet");
         FIND(label, "again: none yet, asked twice");
@@ -632,6 +620,7 @@ static void seq_find_again(Side *sd, CK_SLOT_ID slot, CK_SESSION_HANDLE s) {
         FIND(label, "again: all destroyed");
         FIND(label2, "again: all destroyed, new label");
 #undef FIND
+#undef FIND_T
 #undef FIND_ALL
 #undef FIND_APP
 }

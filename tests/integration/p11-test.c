@@ -200,15 +200,20 @@ CK_RV p11t_import_secret(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_KEY_TYP
         return f->C_CreateObject(s, t, ELEMENTSOF(t), ret_key);
 }
 
-CK_RV p11t_find_by_label(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, const char *label, CK_OBJECT_HANDLE *ret,
-                         CK_ULONG max, CK_ULONG *ret_n) {
-        CK_ATTRIBUTE t[] = { { CKA_LABEL, (void *) label, strlen(label) } };
-        CK_RV rv = f->C_FindObjectsInit(s, t, 1);
+CK_RV p11t_find(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_ATTRIBUTE *tmpl, CK_ULONG count, CK_OBJECT_HANDLE *ret,
+                CK_ULONG max, CK_ULONG *ret_n) {
+        CK_RV rv = f->C_FindObjectsInit(s, tmpl, count);
         if (rv != CKR_OK)
                 return rv;
         rv = f->C_FindObjects(s, ret, max, ret_n);
         CK_RV rv2 = f->C_FindObjectsFinal(s);
         return rv != CKR_OK ? rv : rv2;
+}
+
+CK_RV p11t_find_by_label(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, const char *label, CK_OBJECT_HANDLE *ret,
+                         CK_ULONG max, CK_ULONG *ret_n) {
+        CK_ATTRIBUTE t[] = { { CKA_LABEL, (void *) label, strlen(label) } };
+        return p11t_find(f, s, t, 1, ret, max, ret_n);
 }
 
 #define N(x) { x, #x }

@@ -47,6 +47,9 @@ CK_RV p11t_gen_secret(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_MECHANISM_
 /* A secret key with a known value (so both sides of a comparison hold the same key). */
 CK_RV p11t_import_secret(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_KEY_TYPE type, const void *value,
                          CK_ULONG len, const char *label, CK_OBJECT_HANDLE *ret_key);
+/* One whole search (Init, Find up to max, Final); *ret_n gets the number found. */
+CK_RV p11t_find(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, CK_ATTRIBUTE *tmpl, CK_ULONG count, CK_OBJECT_HANDLE *ret,
+                CK_ULONG max, CK_ULONG *ret_n);
 /* Find all objects with CKA_LABEL = label (up to max); *ret_n gets the number found. */
 CK_RV p11t_find_by_label(CK_FUNCTION_LIST_PTR f, CK_SESSION_HANDLE s, const char *label, CK_OBJECT_HANDLE *ret,
                          CK_ULONG max, CK_ULONG *ret_n);
