@@ -958,13 +958,14 @@ static bool take_post(void)
 /* A poller took an event: see above for who waits next. */
 static void leave_post(void)
 {
-        bool more = events_ready();
+        bool overlap = atomic_load(&n_running) > 0 && atomic_load(&run_usec_avg) >= OVERLAP_RUN_USEC;
+        bool more = !overlap && events_ready(); /* a system call: only when the answer is used */
         uint64_t now = monotonic_usec();
 
         pthread_mutex_lock(&post_lock);
         pollers--;
         post_left_usec = now;
-        if (atomic_load(&n_running) > 0 && atomic_load(&run_usec_avg) >= OVERLAP_RUN_USEC) {
+        if (overlap) {
                 /* Another request is running: requests overlap, and take long enough to need workers side by
                  * side. Shorter ones are served faster by one thread in turn than by threads woken for each. */
                 bool was_overlapping = now < overlap_until_usec;

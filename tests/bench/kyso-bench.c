@@ -22,10 +22,17 @@
  * machine getting faster or slower during the run (other guests, frequency)
  * weighs on every target alike and the ratios compare like with like. The
  * target lines give each ratio's lowest and highest value over the rounds too.
+ *
+ * With several clients a fourth row, "threads", is a reference with no target:
+ * SoftHSM2 loaded once in one process whose threads are the clients, each with
+ * its own session. That is what the backend behind any broker (kysod, p11-kit's
+ * server) sees: one module instance shared by everyone, where the "direct"
+ * row gives each client process its own.
  */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -63,7 +70,10 @@ static const char *const op_names[_OP_MAX] = {
 typedef struct Target {
         const char *name;
         const char *module;
+        bool threads; /* the clients are threads of one process, not processes */
 } Target;
+
+enum { T_DIRECT, T_KYSO, T_P11KIT, T_THREADS, _T_MAX };
 
 typedef struct Result {
         uint64_t ops;
@@ -105,7 +115,7 @@ typedef struct Row {
 static double duration = 2.0;
 static int rounds = 4;
 static const char *label, *pin;
-static Row rows[3][2][_OP_MAX]; /* target, procs index, op */
+static Row rows[_T_MAX][2][_OP_MAX]; /* target, procs index, op */
 static const int proc_counts[2] = { 1, 4 };
 
 /* ---- the client process ---- */
@@ -120,18 +130,14 @@ typedef struct Client {
 
 static const char find_label[] = "kyso-bench-find";
 
-static CK_RV client_setup(Client *c, const Target *t) {
-        P11Module m;
-        CK_SLOT_ID slot;
+/* A client's session and keys, in a module the process loaded and initialised already. */
+static CK_RV client_setup(Client *c, const char *name, CK_FUNCTION_LIST_PTR f, CK_SLOT_ID slot) {
         CK_OBJECT_HANDLE pub, h;
         CK_RV rv;
 
-        c->name = t->name;
-        if (!p11t_load(&m, t->name, t->module))
-                return CKR_GENERAL_ERROR;
-        c->f = m.f;
-        if ((rv = p11t_initialize(c->f)) != CKR_OK || (rv = p11t_find_slot(c->f, label, &slot)) != CKR_OK ||
-            (rv = p11t_open_login(c->f, slot, pin, &c->s)) != CKR_OK ||
+        c->name = name;
+        c->f = f;
+        if ((rv = p11t_open_login(c->f, slot, pin, &c->s)) != CKR_OK ||
             (rv = p11t_gen_rsa(c->f, c->s, 2048, "kyso-bench-rsa", false, &pub, &c->rsa)) != CKR_OK ||
             (rv = p11t_gen_ec(c->f, c->s, "P-256", "kyso-bench-ec", false, &pub, &c->ec)) != CKR_OK)
                 return rv;
@@ -244,10 +250,83 @@ static bool read_all(int fd, void *p, size_t n) {
         return true;
 }
 
-static void client_main(const Target *t, int go_fd, int res_fd) {
-        Client c = { 0 };
+/* Runs go's operation in a loop for go's time. */
+static void client_run(Client *c, const Go *go, Result *res) {
+        double start = p11t_now(), now = start;
+
+        memset(res, 0, sizeof(*res));
+        while (now - start < go->seconds) {
+                double t0 = now;
+                CK_RV rv = run_op(c, (Op) go->op);
+
+                now = p11t_now();
+                if (rv != CKR_OK) {
+                        res->error = rv;
+                        break;
+                }
+                res->hist[bucket_of((now - t0) * 1e9)]++;
+                res->ops++;
+        }
+        res->seconds = now - start;
+}
+
+typedef struct Job {
+        Client *client;
+        const Go *go;
+        Result *res;
+} Job;
+
+static void *job_main(void *userdata) {
+        Job *j = userdata;
+
+        client_run(j->client, j->go, j->res);
+        return NULL;
+}
+
+/* n clients as threads of this process: one result, their operations added up over their mean time. */
+static void clients_run_threads(Client *cs, int n, const Go *go, Result *res) {
+        pthread_t tids[MAX_PROCS];
+        Job jobs[MAX_PROCS];
+        Result *rs = calloc((size_t) n, sizeof(Result));
+        int started = 0;
+
+        memset(res, 0, sizeof(*res));
+        if (!rs) {
+                res->error = CKR_HOST_MEMORY;
+                return;
+        }
+        for (int i = 0; i < n; i++) {
+                jobs[i] = (Job) { &cs[i], go, &rs[i] };
+                if (pthread_create(&tids[i], NULL, job_main, &jobs[i]) != 0) {
+                        res->error = CKR_HOST_MEMORY;
+                        break;
+                }
+                started++;
+        }
+        for (int i = 0; i < started; i++) {
+                pthread_join(tids[i], NULL);
+                if (rs[i].error != CKR_OK)
+                        res->error = rs[i].error;
+                res->ops += rs[i].ops;
+                res->seconds += rs[i].seconds / started;
+                for (int k = 0; k < N_BUCKETS; k++)
+                        res->hist[k] += rs[i].hist[k];
+        }
+        free(rs);
+}
+
+/* A client process: one client, or for a threads target n of them sharing one module instance. */
+static void client_main(const Target *t, int n, int go_fd, int res_fd) {
+        Client cs[MAX_PROCS] = {};
         Result *res = calloc(1, sizeof(Result));
-        CK_RV rv = client_setup(&c, t);
+        CK_SLOT_ID slot;
+        P11Module m;
+        CK_RV rv = CKR_GENERAL_ERROR;
+
+        if (p11t_load(&m, t->name, t->module) && (rv = p11t_initialize(m.f)) == CKR_OK &&
+            (rv = p11t_find_slot(m.f, label, &slot)) == CKR_OK)
+                for (int i = 0; i < n && rv == CKR_OK; i++)
+                        rv = client_setup(&cs[i], t->name, m.f, slot);
         /* Ready (or failed) message: a Result with only `error` set. */
         res->error = rv;
         write_all(res_fd, res, sizeof(*res));
@@ -257,23 +336,13 @@ static void client_main(const Target *t, int go_fd, int res_fd) {
                 Go go;
                 if (!read_all(go_fd, &go, sizeof(go)) || go.op >= _OP_MAX)
                         break;
-                memset(res, 0, sizeof(*res));
-                double start = p11t_now(), now = start;
-                while (now - start < go.seconds) {
-                        double t0 = now;
-                        rv = run_op(&c, (Op) go.op);
-                        now = p11t_now();
-                        if (rv != CKR_OK) {
-                                res->error = rv;
-                                break;
-                        }
-                        res->hist[bucket_of((now - t0) * 1e9)]++;
-                        res->ops++;
-                }
-                res->seconds = now - start;
+                if (n == 1)
+                        client_run(&cs[0], &go, res);
+                else
+                        clients_run_threads(cs, n, &go, res);
                 write_all(res_fd, res, sizeof(*res));
         }
-        c.f->C_Finalize(NULL);
+        m.f->C_Finalize(NULL);
         _exit(0);
 }
 
@@ -294,12 +363,15 @@ static double percentile(const uint64_t *hist, uint64_t total, double p) {
 static int parent_fds[3 * MAX_PROCS * 2];
 static int n_parent_fds;
 
-/* Starts nprocs clients of the target, one after another, each ready before the next starts. */
-static bool clients_start(const Target *t, int nprocs, ClientSet *set) {
+/* Starts nclients clients of the target, one after another, each ready before the next starts: as many
+ * processes, or one process with that many threads for a threads target. */
+static bool clients_start(const Target *t, int nclients, ClientSet *set) {
+        int nprocs = t->threads ? 1 : nclients;
         Result *r = calloc(1, sizeof(Result));
         bool ok = true;
 
-        fprintf(stderr, "kyso-bench: %s, %d process%s: setting up\n", t->name, nprocs, nprocs > 1 ? "es" : "");
+        fprintf(stderr, "kyso-bench: %s, %d %s: setting up\n", t->name, nclients,
+                t->threads ? "threads of one process" : nclients > 1 ? "processes" : "process");
         set->n = 0;
         for (int i = 0; i < nprocs; i++) {
                 int gp[2], rp[2];
@@ -314,7 +386,7 @@ static bool clients_start(const Target *t, int nprocs, ClientSet *set) {
                         close(rp[0]);
                         for (int k = 0; k < n_parent_fds; k++)
                                 close(parent_fds[k]);
-                        client_main(t, gp[0], rp[1]);
+                        client_main(t, t->threads ? nclients : 1, gp[0], rp[1]);
                 }
                 close(gp[0]);
                 close(rp[1]);
@@ -334,7 +406,7 @@ static bool clients_start(const Target *t, int nprocs, ClientSet *set) {
                 set->n = i + 1;
         }
         free(r);
-        return ok;
+        return ok && set->n == nprocs;
 }
 
 static void forget_parent_fd(int fd) {
@@ -408,14 +480,14 @@ static void row_from(Row *row, const Acc *acc, int nprocs) {
 
 /* Every operation of op_mask on every target with nprocs clients each, in interleaved rounds. */
 static bool run_procs(const Target *targets, int pi, unsigned op_mask) {
-        int nprocs = proc_counts[pi], active[3], n_active = 0;
-        ClientSet sets[3] = {};
+        int nprocs = proc_counts[pi], active[_T_MAX], n_active = 0;
+        ClientSet sets[_T_MAX] = {};
         bool ok = true;
 
-        for (int ti = 0; ti < 3; ti++) {
-                if (!targets[ti].module || !*targets[ti].module)
+        for (int ti = 0; ti < _T_MAX; ti++) {
+                if (!targets[ti].module || !*targets[ti].module || (targets[ti].threads && nprocs == 1))
                         continue;
-                if (clients_start(&targets[ti], nprocs, &sets[ti]) && sets[ti].n == nprocs)
+                if (clients_start(&targets[ti], nprocs, &sets[ti]))
                         active[n_active++] = ti;
                 else {
                         clients_stop(&sets[ti]);
@@ -427,7 +499,11 @@ static bool run_procs(const Target *targets, int pi, unsigned op_mask) {
 
                 if (!(op_mask & (1u << op)))
                         continue;
-                acc = calloc(3, sizeof(Acc));
+                acc = calloc(_T_MAX, sizeof(Acc));
+                if (!acc) {
+                        ok = false;
+                        break;
+                }
                 for (int round = 0; round < rounds; round++)
                         for (int k = 0; k < n_active; k++) {
                                 int ti = active[(round + k) % n_active];
@@ -449,7 +525,7 @@ static bool run_procs(const Target *targets, int pi, unsigned op_mask) {
                 }
                 free(acc);
         }
-        for (int ti = 0; ti < 3; ti++)
+        for (int ti = 0; ti < _T_MAX; ti++)
                 clients_stop(&sets[ti]);
         return ok;
 }
@@ -469,13 +545,16 @@ static void round_spread(const Row *a, const Row *b, double *ret_min, double *re
                 *ret_min = 0;
 }
 
-/* One target line: the row's ratio, its spread over the rounds, and the verdict. */
+/* One target line: the row's ratio, its spread over the rounds, and the verdict (need 0: a reference). */
 static void print_target(int pi, Op op, const Row *a, const Row *b, const char *what, double need) {
         double x = a->ops_per_s / b->ops_per_s, lo, hi;
 
         round_spread(a, b, &lo, &hi);
-        printf("  %d proc  %-34s %s %.2fx, rounds %.2f-%.2fx (target >= %.1fx): %s\n", proc_counts[pi], op_names[op],
-               what, x, lo, hi, need, x >= need ? "met" : "MISSED");
+        printf("  %d proc  %-34s %s %.2fx, rounds %.2f-%.2fx", proc_counts[pi], op_names[op], what, x, lo, hi);
+        if (need > 0)
+                printf(" (target >= %.1fx): %s\n", need, x >= need ? "met" : "MISSED");
+        else
+                printf("\n");
 }
 
 static void print_ratio(double x) {
@@ -551,10 +630,11 @@ int main(int argc, char **argv) {
         pin = p11t_env("KYSO_TEST_PIN");
         signal(SIGPIPE, SIG_IGN);
 
-        Target targets[3] = {
-                { "direct", getenv("SOFTHSM_MODULE") },
-                { "kyso", getenv("KYSO_MODULE") },
-                { "p11-kit", getenv("P11KIT_CLIENT_MODULE") },
+        Target targets[_T_MAX] = {
+                [T_DIRECT] = { "direct", getenv("SOFTHSM_MODULE") },
+                [T_KYSO] = { "kyso", getenv("KYSO_MODULE") },
+                [T_P11KIT] = { "p11-kit", getenv("P11KIT_CLIENT_MODULE") },
+                [T_THREADS] = { "threads", getenv("SOFTHSM_MODULE"), true },
         };
         bool ok = true;
         for (int pi = 0; pi < 2; pi++)
@@ -568,15 +648,17 @@ int main(int argc, char **argv) {
                "vs direct", "vs p11kit");
         for (int pi = 0; pi < 2; pi++) {
                 for (int op = 0; op < _OP_MAX; op++) {
-                        for (int ti = 0; ti < 3; ti++) {
+                        for (int ti = 0; ti < _T_MAX; ti++) {
                                 Row *r = &rows[ti][pi][op];
                                 if (!r->done)
                                         continue;
                                 printf("%-34s %-8s %5d %11.0f %10.1f %10.1f", op_names[op], targets[ti].name,
                                        proc_counts[pi], r->ops_per_s, r->p50_us, r->p99_us);
-                                Row *d = &rows[0][pi][op], *p = &rows[2][pi][op];
-                                print_ratio(ti != 0 && d->done && d->ops_per_s > 0 ? r->ops_per_s / d->ops_per_s : 0);
-                                print_ratio(ti == 1 && p->done && p->ops_per_s > 0 ? r->ops_per_s / p->ops_per_s : 0);
+                                Row *d = &rows[T_DIRECT][pi][op], *p = &rows[T_P11KIT][pi][op];
+                                print_ratio(ti != T_DIRECT && d->done && d->ops_per_s > 0 ? r->ops_per_s / d->ops_per_s
+                                                                                           : 0);
+                                print_ratio(ti == T_KYSO && p->done && p->ops_per_s > 0 ? r->ops_per_s / p->ops_per_s
+                                                                                        : 0);
                                 printf("%s%s\n", r->error ? "  ERROR " : "", r->error ? p11t_rv_name(r->error) : "");
                         }
                 }
@@ -586,7 +668,7 @@ int main(int argc, char **argv) {
         /* The targets, as ratios of throughput measured in this run. */
         printf("Targets (throughput ratios from this run):\n");
         for (int pi = 0; pi < 2; pi++) {
-                Row *k = rows[1][pi], *d = rows[0][pi], *p = rows[2][pi];
+                Row *k = rows[T_KYSO][pi], *d = rows[T_DIRECT][pi], *p = rows[T_P11KIT][pi];
                 struct {
                         Op op;
                         double min;
@@ -601,6 +683,25 @@ int main(int argc, char **argv) {
                         if (!k[op].done || !p[op].done || p[op].ops_per_s <= 0)
                                 continue;
                         print_target(pi, (Op) op, &k[op], &p[op], "kyso/p11-kit", op == OP_FIND ? 2.0 : 1.0);
+                }
+        }
+
+        /* What sharing one SoftHSM2 instance costs, and kyso measured against that. */
+        bool said = false;
+        for (int pi = 0; pi < 2; pi++) {
+                Row *k = rows[T_KYSO][pi], *d = rows[T_DIRECT][pi], *th = rows[T_THREADS][pi];
+                static const Op signing[] = { OP_SIGN_RSA, OP_SIGN_ECDSA, OP_SIGN_1M };
+                for (size_t i = 0; i < ELEMENTSOF(signing); i++) {
+                        Op op = signing[i];
+                        if (!th[op].done || !d[op].done || th[op].ops_per_s <= 0 || d[op].ops_per_s <= 0)
+                                continue;
+                        if (!said)
+                                printf("\nReference, no target (threads: SoftHSM2 loaded once, its clients threads of one "
+                                       "process, as behind any broker):\n");
+                        said = true;
+                        print_target(pi, op, &th[op], &d[op], "threads/direct", 0);
+                        if (k[op].done)
+                                print_target(pi, op, &k[op], &th[op], "kyso/threads", 0);
                 }
         }
         return ok ? 0 : 1;
