@@ -25,9 +25,10 @@
  *
  * With several clients a fourth row, "threads", is a reference with no target:
  * SoftHSM2 loaded once in one process whose threads are the clients, each with
- * its own session. That is what the backend behind any broker (kysod, p11-kit's
- * server) sees: one module instance shared by everyone, where the "direct"
- * row gives each client process its own.
+ * its own session. That is what kysod's backend sees: one module instance that
+ * owns the token and serves everyone, where the "direct" row gives each client
+ * process its own (as p11-kit's server does too: it starts a p11-kit-remote
+ * process, which loads the module anew, for each connection).
  */
 #include <errno.h>
 #include <getopt.h>
@@ -697,7 +698,7 @@ int main(int argc, char **argv) {
                                 continue;
                         if (!said)
                                 printf("\nReference, no target (threads: SoftHSM2 loaded once, its clients threads of one "
-                                       "process, as behind any broker):\n");
+                                       "process, as behind kysod):\n");
                         said = true;
                         print_target(pi, op, &th[op], &d[op], "threads/direct", 0);
                         if (k[op].done)
