@@ -24,15 +24,15 @@ void buffer_done(Buffer *b)
 {
         if (!b)
                 return;
-        secure_zero(b->data, b->alloc);
+        secure_zero(b->data, b->dirty);
         free(b->data);
         *b = (Buffer) {};
 }
 
 void buffer_reset(Buffer *b)
 {
-        secure_zero(b->data, b->len);
-        b->len = 0;
+        secure_zero(b->data, b->dirty);
+        b->len = b->dirty = 0;
         b->failed = false;
 }
 
@@ -64,10 +64,11 @@ static bool buffer_grow(Buffer *b, size_t need)
                 return false;
         if (b->len > 0)
                 memcpy(data, b->data, b->len);
-        secure_zero(b->data, b->alloc);
+        secure_zero(b->data, b->dirty);
         free(b->data);
         b->data = data;
         b->alloc = alloc;
+        b->dirty = b->len;
         return true;
 }
 
@@ -87,6 +88,8 @@ uint8_t *buffer_append(Buffer *b, size_t n)
         }
         p = b->data + b->len;
         b->len += n;
+        if (b->len > b->dirty)
+                b->dirty = b->len;
         return p;
 }
 

@@ -22,6 +22,7 @@ typedef struct Buffer {
         uint8_t *data;
         size_t len;
         size_t alloc;
+        size_t dirty; /* the most ever written (len may go back): what a wipe must cover */
         size_t limit; /* the buffer fails rather than grow past this many bytes */
         bool failed;
 } Buffer;

@@ -349,7 +349,10 @@ int wire_decode_reply(const uint8_t *payload, size_t size, WireCall call, WireAr
  * Server side. Decodes a request payload: the serial, the call, and its
  * arguments as native values allocated in arena (output buffers sized by
  * the capacities the client sent, zeroed output structures, len_ptr and
- * output ptr pointing inside args as described above). Returns 0, -EBADMSG
+ * output ptr pointing inside args as described above), except input byte
+ * strings (kind 'y': data to sign, a PIN), which point into payload itself:
+ * payload must stay allocated, and unchanged, while args are used, and is
+ * the caller's to wipe when it may have carried a secret. Returns 0, -EBADMSG
  * for a malformed payload (truncated, trailing bytes, bad kind, counts over
  * the limits), -EPROTO for an unknown call id (ret_serial and ret_call are
  * still set), -ENOMEM when the arena limit is reached.

@@ -255,8 +255,8 @@ static void *conn_thread(void *userdata)
                 }
                 arena = arena_new(KYSO_WIRE_FRAME_MAX * 2U);
                 r = wire_decode_request(payload, len, arena, &serial, &call, args);
-                free(payload);
                 if (r < 0) {
+                        free(payload);
                         arena_free(arena);
                         break;
                 }
@@ -264,10 +264,12 @@ static void *conn_thread(void *userdata)
                 action = fake_handle(fc, serial, call, args, arena, &rv);
                 if (action == ACT_PARK) {
                         arena_free(arena);
+                        free(payload); /* the arguments point into it */
                         continue;
                 }
                 if (action == ACT_KILL) {
                         arena_free(arena);
+                        free(payload); /* the arguments point into it */
                         break;
                 }
                 buffer_init(&out, KYSO_WIRE_FRAME_MAX + KYSO_WIRE_HEADER_SIZE);
@@ -280,6 +282,7 @@ static void *conn_thread(void *userdata)
                 } else
                         r = wire_encode_reply(&out, serial, call, rv, args);
                 arena_free(arena);
+                free(payload);
                 if (r < 0 || !buffer_ok(&out)) {
                         buffer_done(&out);
                         break;
@@ -287,7 +290,7 @@ static void *conn_thread(void *userdata)
                 if (fc->fake->reorder && call != KYSO_CALL_HELLO) {
                         pending[n_pending++] = (Pending) { serial, out.data, out.len };
                         out.data = NULL; /* taken over */
-                        out.len = out.alloc = 0;
+                        out.len = out.alloc = out.dirty = 0;
                 } else
                         write_all(fc, out.data, out.len);
                 buffer_done(&out);
