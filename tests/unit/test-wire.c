@@ -1283,6 +1283,29 @@ static void test_template_ulongs_odd_length(void **state)
 }
 
 /* 'o': a length query, then CKR_BUFFER_TOO_SMALL, then the data. */
+/* Input bytes are decoded in place, pointing into the request payload; nothing else is. */
+static void test_input_bytes_in_place(void **state)
+{
+        WireArg cargs[KYSO_WIRE_ARGS_MAX] = {};
+        uint8_t data[3000], sig[10];
+        CK_ULONG sig_len = sizeof(sig);
+        Trip t = {};
+
+        for (size_t i = 0; i < sizeof(data); i++)
+                data[i] = (uint8_t) (i * 7);
+        cargs[0].value = 1;
+        cargs[1] = (WireArg) { .ptr = data, .len = sizeof(data) };
+        cargs[2] = (WireArg) { .ptr = sig, .len = sizeof(sig), .len_ptr = &sig_len };
+        trip_request(&t, KYSO_CALL_C_Sign, cargs);
+        assert_int_equal(t.sargs[1].len, sizeof(data));
+        assert_true((uint8_t *) t.sargs[1].ptr >= t.req &&
+                    (uint8_t *) t.sargs[1].ptr + sizeof(data) <= t.req + t.req_len);
+        assert_memory_equal(t.sargs[1].ptr, data, sizeof(data));
+        /* The output buffer is the arena's: the backend writes there, never into the payload. */
+        assert_false((uint8_t *) t.sargs[2].ptr >= t.req && (uint8_t *) t.sargs[2].ptr < t.req + t.req_len);
+        trip_done(&t);
+}
+
 static void test_output_length_semantics(void **state)
 {
         WireArg cargs[KYSO_WIRE_ARGS_MAX] = {};
@@ -2048,7 +2071,7 @@ int main(void)
                 cmocka_unit_test(test_message_params),
                 cmocka_unit_test(test_message_param_reply_mismatch),
                 cmocka_unit_test(test_template_ulongs_odd_length),
-                cmocka_unit_test(test_output_length_semantics),
+                cmocka_unit_test(test_input_bytes_in_place), cmocka_unit_test(test_output_length_semantics),
                 cmocka_unit_test(test_list_length_semantics),
                 cmocka_unit_test(test_get_attribute_semantics),
                 cmocka_unit_test(test_unavailable_information),
