@@ -91,7 +91,7 @@ typedef struct Slot {
         bool token_present;
         CK_SLOT_INFO info;
 
-        /* Shared login state of the token, owned by the broker (broker.c); guarded by login_lock. */
+        /* Shared login state of the token, owned by the broker (broker-login.c); guarded by login_lock. */
         pthread_mutex_t login_lock;
         CK_USER_TYPE login_user;
         unsigned login_count;     /* clients logged in */

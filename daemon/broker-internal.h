@@ -1,9 +1,11 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 /*
- * What the parts of the broker share: a client's state and its sessions
- * (broker.c), the checks and records around a call (broker-checks.c:
- * custody, PIN age and quality, the audit log) and the daemon's status
- * (broker-status.c). Not for anything outside the broker.
+ * What the parts of the broker share: a client's state, its sessions and
+ * handles, and the calls (broker.c); login per client (broker-login.c);
+ * the key rules around a call (broker-keys.c); the slot list and slot
+ * events (broker-slots.c); the checks and records around a call
+ * (broker-checks.c: custody, PIN age and quality, the audit log) and the
+ * daemon's status (broker-status.c). Not for anything outside the broker.
  */
 #pragma once
 
@@ -16,6 +18,7 @@
 #include "broker.h"
 #include "custody.h"
 #include "handlemap.h"
+#include "policy.h"
 #include "wire.h"
 
 /* Decoded arguments of one request: output buffers sized by the client, each capped by the frame size. */
@@ -85,7 +88,69 @@ extern BrokerClient *clients;
 
 /* Logs (and audits) a refusal with who asked and what for. */
 void broker_refuse(BrokerClient *bc, const Slot *slot, const char *what, const char *why);
+/* The key of an entry in a client's maps that one number names: (a, 0). */
+HandleKey key1(uint64_t a);
+/* The wrong PINs the broker counted on the slot while its token was logged in. */
+unsigned pin_failures_get(const Slot *slot);
+/* Sets that count (0 forgets it); fails only for want of memory. */
+int pin_failures_set(const Slot *slot, unsigned n);
+/* The slot's token class is judged anew at its next use (after a slot event). */
+void slot_class_forget(CK_SLOT_ID id);
+/* May the token's class do this operation ([class:NAME])? Refusals are logged. */
+CK_RV check_token_operation(BrokerClient *bc, Slot *slot, TokenOperation op, const char *what);
+/* A session of the uid ended: it no longer counts against [limits] sessions_per_uid. */
+void uid_session_release(uid_t uid);
+/* The client's handles for the session objects a session made go with it. Call with bc->lock held. */
+void forget_session_objects_locked(BrokerClient *bc, CK_SESSION_HANDLE session);
+/* How many sessions the client has on the slot. Call with bc->lock held. */
+size_t client_sessions_on_slot_locked(BrokerClient *bc, const Slot *slot);
+/* Closes every session the client has on the slot, which ends its login there. */
+CK_RV close_sessions_on_slot(BrokerClient *bc, Slot *slot);
+
+/* ---- broker-login.c ---- */
+
+/* Has this client logged in to the slot's token, and as whom? */
 bool client_logged_in(BrokerClient *bc, const Slot *slot, CK_USER_TYPE *ret_user);
+/* C_Login and C_LoginUser: the token checks the first client's PIN, the broker a later client's. */
+CK_RV broker_login(BrokerClient *bc, Session *s, WireCall call, WireArg *args);
+/* Ends the client's login; the token's ends with the last client's. real_session: live, on that token. */
+CK_RV broker_logout(BrokerClient *bc, Slot *slot, CK_SESSION_HANDLE real_session);
+/* After the logged-in client's C_SetPIN: later clients must present the new PIN. */
+void after_set_pin(BrokerClient *bc, Slot *slot, const WireArg *args);
+
+/* ---- broker-keys.c ---- */
+
+/*
+ * A template as the backend will see it: the client's, plus what
+ * policy_key_template() says kyso adds. Restored by template_restore().
+ */
+typedef struct TemplateEdit {
+        WireArg *arg;
+        void *ptr;
+        CK_ULONG len;
+        CK_ATTRIBUTE *grown;
+} TemplateEdit;
+
+/* What a key-making call needs the broker to remember between its check and its result. */
+typedef struct KeyCall {
+        KeyOrigin origin;
+        bool has_source;
+        KeyFacts source;
+        TemplateEdit edits[2];
+} KeyCall;
+
+/* Before a call runs: the key rules on what it makes, changes, wraps or reads. CKR_OK to go on. */
+CK_RV before_key_call(BrokerClient *bc, Session *session, WireCall call, WireArg *args, KeyCall *kc);
+/* After it ran, or was refused: R1, K1/K2, and the templates back as they came. Always follows the above. */
+CK_RV after_key_call(BrokerClient *bc, Session *session, WireCall call, const char *sig, WireArg *args,
+                     KeyCall *kc, CK_RV rv);
+
+/* ---- broker-slots.c ---- */
+
+/* C_GetSlotList, after a rescan; a hidden token is not listed as present. */
+CK_RV handle_get_slot_list(BrokerClient *bc, WireArg *args);
+/* C_WaitForSlotEvent: returns 1 when the call is parked until broker_slot_events() answers it. */
+int handle_wait_for_slot_event(BrokerClient *bc, uint32_t serial, WireArg *args, CK_RV *ret_rv);
 
 /* ---- broker-checks.c ---- */
 

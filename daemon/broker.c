@@ -1,9 +1,6 @@
 /* SPDX-License-Identifier: LGPL-2.1-or-later */
 #include <errno.h>
 #include <limits.h>
-#include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -78,7 +75,7 @@ static int state_set_locked(HandleMap *m, uint64_t key, uint64_t v)
         return handle_map_put(m, (HandleKey) { .a = key }, v);
 }
 
-static HandleKey key1(uint64_t a)
+HandleKey key1(uint64_t a)
 {
         return (HandleKey) { .a = a };
 }
@@ -391,7 +388,7 @@ static void object_forget(BrokerClient *bc, CK_OBJECT_HANDLE h)
 }
 
 /* The session objects a session made are gone with it; so are the client's handles for them. */
-static void forget_session_objects_locked(BrokerClient *bc, CK_SESSION_HANDLE session)
+void forget_session_objects_locked(BrokerClient *bc, CK_SESSION_HANDLE session)
 {
         size_t state = 0, n = 0;
         CK_OBJECT_HANDLE *dead;
@@ -479,7 +476,7 @@ static const TokenClass *slot_class(Slot *slot)
         return i >= 0 ? &broker_config.classes[i] : NULL;
 }
 
-static void slot_class_forget(CK_SLOT_ID id)
+void slot_class_forget(CK_SLOT_ID id)
 {
         pthread_mutex_lock(&state_lock);
         if (slot_classes)
@@ -487,7 +484,7 @@ static void slot_class_forget(CK_SLOT_ID id)
         pthread_mutex_unlock(&state_lock);
 }
 
-static CK_RV check_token_operation(BrokerClient *bc, Slot *slot, TokenOperation op, const char *what)
+CK_RV check_token_operation(BrokerClient *bc, Slot *slot, TokenOperation op, const char *what)
 {
         const TokenClass *c = slot_class(slot);
         PolicyDecision d = policy_token_operation(c, op);
@@ -503,7 +500,7 @@ static CK_RV check_token_operation(BrokerClient *bc, Slot *slot, TokenOperation 
 
 /* ---- wrong PINs the broker counted, per slot ---- */
 
-static unsigned pin_failures_get(const Slot *slot)
+unsigned pin_failures_get(const Slot *slot)
 {
         uint64_t n;
 
@@ -513,7 +510,7 @@ static unsigned pin_failures_get(const Slot *slot)
         return n > UINT_MAX ? UINT_MAX : (unsigned) n;
 }
 
-static int pin_failures_set(const Slot *slot, unsigned n)
+int pin_failures_set(const Slot *slot, unsigned n)
 {
         int r;
 
@@ -521,192 +518,6 @@ static int pin_failures_set(const Slot *slot, unsigned n)
         r = state_set_locked(pin_failures, slot->id, n);
         pthread_mutex_unlock(&state_lock);
         return r;
-}
-
-/* ---- login, per client ---- */
-
-static void pin_digest(const Slot *slot, CK_USER_TYPE user, const uint8_t *pin, size_t pin_len, uint8_t out[32])
-{
-        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-        uint64_t u = user;
-        unsigned int n = 32;
-
-        memset(out, 0, 32);
-        if (!ctx)
-                return;
-        if (EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) == 1 &&
-            EVP_DigestUpdate(ctx, slot->pin_salt, sizeof(slot->pin_salt)) == 1 &&
-            EVP_DigestUpdate(ctx, &u, sizeof(u)) == 1 && (pin_len == 0 || EVP_DigestUpdate(ctx, pin, pin_len) == 1))
-                (void) EVP_DigestFinal_ex(ctx, out, &n);
-        EVP_MD_CTX_free(ctx);
-}
-
-static void remember_pin_locked(Slot *slot, CK_USER_TYPE user, const uint8_t *pin, size_t pin_len)
-{
-        slot->pin_known = pin != NULL && RAND_bytes(slot->pin_salt, sizeof(slot->pin_salt)) == 1;
-        if (slot->pin_known)
-                pin_digest(slot, user, pin, pin_len, slot->pin_hash);
-}
-
-static bool pin_matches_locked(const Slot *slot, CK_USER_TYPE user, const uint8_t *pin, size_t pin_len)
-{
-        uint8_t h[32];
-        bool ok;
-
-        if (!slot->pin_known || !pin)
-                return false;
-        pin_digest(slot, user, pin, pin_len, h);
-        ok = CRYPTO_memcmp(h, slot->pin_hash, sizeof(h)) == 0;
-        secure_zero(h, sizeof(h));
-        return ok;
-}
-
-bool client_logged_in(BrokerClient *bc, const Slot *slot, CK_USER_TYPE *ret_user)
-{
-        uint64_t v;
-        bool r;
-
-        pthread_mutex_lock(&bc->lock);
-        r = handle_map_get(bc->logins, key1(slot->id), &v);
-        pthread_mutex_unlock(&bc->lock);
-        if (r && ret_user)
-                *ret_user = v;
-        return r;
-}
-
-/*
- * A later client's PIN, checked against the digest of the one the token
- * accepted. The token does not see it and does not count a wrong one, so
- * the broker counts (see policy_pin_check()). Call with login_lock held.
- */
-static CK_RV check_pin_digest_locked(BrokerClient *bc, Slot *slot, WireCall call, CK_USER_TYPE user,
-                                     const uint8_t *pin, size_t pin_len)
-{
-        unsigned failures = pin_failures_get(slot);
-        CK_TOKEN_INFO ti;
-        CK_FLAGS flags = 0;
-        PolicyDecision d;
-
-        slot_call_begin(slot);
-        if (backend_get_token_info(slot, &ti) == CKR_OK)
-                flags = ti.flags;
-        slot_call_end(slot);
-
-        d = policy_pin_check(failures, flags);
-        if (d.rv != CKR_OK) {
-                broker_refuse(bc, slot, wire_call_info(call)->name, d.reason);
-                return d.rv;
-        }
-        if (pin_matches_locked(slot, user, pin, pin_len)) {
-                (void) pin_failures_set(slot, 0);
-                return CKR_OK;
-        }
-        /* Failing to count would let guessing go on uncounted: refuse instead. */
-        if (pin_failures_set(slot, failures + 1) < 0)
-                return CKR_HOST_MEMORY;
-        log_notice("Wrong PIN on slot %lu from pid %d (uid %u): %u of %u the broker allows while the token is "
-                   "logged in.",
-                   slot->id, (int) client_pid(bc->conn), (unsigned) bc->uid, failures + 1,
-                   policy_pin_tries_allowed(flags));
-        return CKR_PIN_INCORRECT;
-}
-
-/*
- * Logs the client in: the token checks the first client's PIN; later
- * clients must present the same PIN, checked against a salted digest of
- * it, because the token would only answer "already logged in".
- */
-static CK_RV login(BrokerClient *bc, Session *s, WireCall call, WireArg *args)
-{
-        Slot *slot = s->slot;
-        CK_USER_TYPE user = args[1].value;
-        const uint8_t *pin = args[2].ptr;
-        size_t pin_len = args[2].len;
-        CK_RV rv;
-
-        if (user == CKU_SO) {
-                rv = check_token_operation(bc, slot, TOKEN_OP_SO_LOGIN, wire_call_info(call)->name);
-                if (rv != CKR_OK)
-                        return rv;
-        }
-        if (user == CKU_CONTEXT_SPECIFIC) {
-                /* Re-authentication for one key operation: only the token can judge it. */
-                if (!client_logged_in(bc, slot, NULL))
-                        return CKR_USER_NOT_LOGGED_IN;
-                slot_call_begin(slot);
-                rv = backend_invoke(slot->backend, call, args);
-                slot_call_end(slot);
-                return rv;
-        }
-        if (client_logged_in(bc, slot, NULL)) {
-                /* The token is logged in as this client is: let it answer, in its own order of checks. */
-                slot_call_begin(slot);
-                rv = backend_invoke(slot->backend, call, args);
-                slot_call_end(slot);
-                return rv == CKR_OK ? CKR_USER_ALREADY_LOGGED_IN : rv;
-        }
-
-        pthread_mutex_lock(&slot->login_lock);
-        if (slot->login_count == 0) {
-                slot_call_begin(slot);
-                rv = backend_invoke(slot->backend, call, args);
-                if (rv == CKR_USER_ALREADY_LOGGED_IN) {
-                        /* A login no client of ours holds: end it, so this PIN is really checked. */
-                        (void) backend_logout(slot, s->real);
-                        rv = backend_invoke(slot->backend, call, args);
-                }
-                slot_call_end(slot);
-                if (rv == CKR_OK) {
-                        slot->login_user = user;
-                        remember_pin_locked(slot, user, pin, pin_len);
-                        (void) pin_failures_set(slot, 0);
-                }
-        } else if (slot->login_user != user)
-                rv = CKR_USER_ANOTHER_ALREADY_LOGGED_IN;
-        else
-                rv = check_pin_digest_locked(bc, slot, call, user, pin, pin_len);
-
-        if (rv == CKR_OK) {
-                pthread_mutex_lock(&bc->lock);
-                if (handle_map_put(bc->logins, key1(slot->id), user) < 0)
-                        rv = CKR_HOST_MEMORY;
-                pthread_mutex_unlock(&bc->lock);
-                if (rv == CKR_OK)
-                        slot->login_count++;
-                else if (slot->login_count == 0)
-                        (void) backend_logout(slot, s->real);
-        }
-        pthread_mutex_unlock(&slot->login_lock);
-        return rv;
-}
-
-/* Ends the client's login on the slot; the token logs out when no client is left logged in. real_session
- * is a live backend session on that token. */
-static CK_RV logout(BrokerClient *bc, Slot *slot, CK_SESSION_HANDLE real_session)
-{
-        CK_RV rv = CKR_OK;
-        bool was;
-
-        pthread_mutex_lock(&bc->lock);
-        was = handle_map_remove(bc->logins, key1(slot->id), NULL);
-        pthread_mutex_unlock(&bc->lock);
-        if (!was)
-                return CKR_USER_NOT_LOGGED_IN;
-
-        pthread_mutex_lock(&slot->login_lock);
-        if (slot->login_count > 0 && --slot->login_count == 0) {
-                slot_call_begin(slot);
-                rv = backend_logout(slot, real_session);
-                slot_call_end(slot);
-                slot->pin_known = false;
-                secure_zero(slot->pin_hash, sizeof(slot->pin_hash));
-                __atomic_add_fetch(&slot->login_generation, 1, __ATOMIC_RELEASE);
-                (void) pin_failures_set(slot, 0);
-                if (rv == CKR_USER_NOT_LOGGED_IN)
-                        rv = CKR_OK; /* the token had already ended it (e.g. it was removed) */
-        }
-        pthread_mutex_unlock(&slot->login_lock);
-        return rv;
 }
 
 /* ---- sessions ---- */
@@ -728,7 +539,7 @@ static CK_RV uid_session_reserve(BrokerClient *bc, const Slot *slot)
         return d.rv;
 }
 
-static void uid_session_release(uid_t uid)
+void uid_session_release(uid_t uid)
 {
         uint64_t n;
 
@@ -739,7 +550,7 @@ static void uid_session_release(uid_t uid)
         pthread_mutex_unlock(&state_lock);
 }
 
-static size_t client_sessions_on_slot_locked(BrokerClient *bc, const Slot *slot)
+size_t client_sessions_on_slot_locked(BrokerClient *bc, const Slot *slot)
 {
         size_t state = 0, n = 0;
         uint64_t v;
@@ -767,7 +578,7 @@ static CK_RV session_close(BrokerClient *bc, Session *s)
         uid_session_release(bc->uid);
 
         if (last && client_logged_in(bc, s->slot, NULL))
-                (void) logout(bc, s->slot, s->real);
+                (void) broker_logout(bc, s->slot, s->real);
 
         slot_call_begin(s->slot);
         rv = backend_close_session(s->slot, s->real);
@@ -828,7 +639,7 @@ static CK_RV handle_open_session(BrokerClient *bc, WireArg *args)
 }
 
 /* Closes every session the client has on the slot. */
-static CK_RV close_sessions_on_slot(BrokerClient *bc, Slot *slot)
+CK_RV close_sessions_on_slot(BrokerClient *bc, Slot *slot)
 {
         CK_SESSION_HANDLE *handles;
         size_t n = 0, state = 0;
@@ -928,18 +739,6 @@ static void fix_session_info(BrokerClient *bc, Slot *slot, CK_SESSION_INFO *si)
         }
 }
 
-static void after_set_pin(BrokerClient *bc, Slot *slot, const WireArg *args)
-{
-        CK_USER_TYPE user;
-
-        /* The logged-in client changed its own PIN: later clients must present the new one. */
-        if (!client_logged_in(bc, slot, &user))
-                return;
-        pthread_mutex_lock(&slot->login_lock);
-        remember_pin_locked(slot, user, args[2].ptr, args[2].len);
-        pthread_mutex_unlock(&slot->login_lock);
-}
-
 /* CKA_PRIVATE (and, on some tokens, CKA_TOKEN) can change: keep what decides visibility current. */
 static void after_set_attributes(BrokerClient *bc, Session *s, CK_OBJECT_HANDLE real, const CK_ATTRIBUTE *t,
                                  CK_ULONG n)
@@ -1009,296 +808,6 @@ static CK_RV register_created(BrokerClient *bc, Session *session, WireCall call,
                                            &args[idx[k]].value) < 0)
                         rv = CKR_HOST_MEMORY;
         pthread_mutex_unlock(&bc->lock);
-        return rv;
-}
-
-/* ---- key protection (policy.h, rules K1-K4, W1, R1) ---- */
-
-/*
- * What the backend says of an object, for the key rules. Attributes it does
- * not give take the safe side. Returns the backend's error when the object
- * cannot be read at all. Call between slot_call_begin() and slot_call_end().
- */
-static CK_RV key_facts(Slot *slot, CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object, KeyFacts *ret)
-{
-        CK_OBJECT_CLASS cls = CK_UNAVAILABLE_INFORMATION;
-        CK_BBOOL b[7] = {};
-        CK_ATTRIBUTE a[] = {
-                { CKA_CLASS, &cls, sizeof(cls) },
-                { CKA_SENSITIVE, &b[0], sizeof(CK_BBOOL) },
-                { CKA_EXTRACTABLE, &b[1], sizeof(CK_BBOOL) },
-                { CKA_LOCAL, &b[2], sizeof(CK_BBOOL) },
-                { CKA_ALWAYS_SENSITIVE, &b[3], sizeof(CK_BBOOL) },
-                { CKA_NEVER_EXTRACTABLE, &b[4], sizeof(CK_BBOOL) },
-                { CKA_DECRYPT, &b[5], sizeof(CK_BBOOL) },
-                { CKA_TRUSTED, &b[6], sizeof(CK_BBOOL) },
-        };
-        WireArg args[3] = { { .value = session }, { .value = object }, { .ptr = a, .len = ELEMENTSOF(a) } };
-        KeyFacts f;
-        CK_RV rv;
-
-        rv = backend_invoke(slot->backend, KYSO_CALL_C_GetAttributeValue, args);
-        if (rv != CKR_OK && rv != CKR_ATTRIBUTE_TYPE_INVALID && rv != CKR_ATTRIBUTE_SENSITIVE)
-                return rv;
-        if (a[0].ulValueLen != sizeof(cls))
-                cls = CK_UNAVAILABLE_INFORMATION;
-        /* An object whose class cannot be read is judged as a secret key. */
-        f = policy_key_facts_unknown(cls == CK_UNAVAILABLE_INFORMATION ? CKO_SECRET_KEY : cls);
-#define FACT(i, field)                                                                 \
-        do {                                                                           \
-                if (a[(i) + 1].ulValueLen == sizeof(CK_BBOOL))                         \
-                        f.field = b[i] != CK_FALSE;                                    \
-        } while (0)
-        FACT(0, sensitive);
-        FACT(1, extractable);
-        FACT(2, local);
-        FACT(3, always_sensitive);
-        FACT(4, never_extractable);
-        FACT(5, decrypt);
-        FACT(6, trusted);
-#undef FACT
-        *ret = f;
-        return CKR_OK;
-}
-
-/* Facts of a key a call names (a mapped handle); an unreadable one is judged as unknown. False when there is
- * no such object: the backend then answers the call with its own error. */
-static bool named_key_facts(Slot *slot, CK_SESSION_HANDLE session, CK_OBJECT_HANDLE object, KeyFacts *ret)
-{
-        CK_RV rv;
-
-        if (object == CK_INVALID_HANDLE)
-                return false;
-        slot_call_begin(slot);
-        rv = key_facts(slot, session, object, ret);
-        slot_call_end(slot);
-        if (rv == CKR_OBJECT_HANDLE_INVALID || rv == CKR_KEY_HANDLE_INVALID)
-                return false;
-        if (rv != CKR_OK)
-                *ret = policy_key_facts_unknown(CKO_SECRET_KEY);
-        return true;
-}
-
-static bool caller_is_so(BrokerClient *bc, const Slot *slot)
-{
-        CK_USER_TYPE user;
-
-        return client_logged_in(bc, slot, &user) && user == CKU_SO;
-}
-
-/*
- * A template as the backend will see it: the client's, plus what
- * policy_key_template() says kyso adds. Restored by template_restore().
- */
-typedef struct TemplateEdit {
-        WireArg *arg;
-        void *ptr;
-        CK_ULONG len;
-        CK_ATTRIBUTE *grown;
-} TemplateEdit;
-
-static CK_BBOOL attr_true = CK_TRUE, attr_false = CK_FALSE;
-
-static CK_RV template_add(TemplateEdit *e, WireArg *arg, const KeyTemplateAdditions *add)
-{
-        size_t extra = add->sensitive + add->unextractable, n = arg->len;
-
-        *e = (TemplateEdit) { .arg = arg, .ptr = arg->ptr, .len = arg->len };
-        if (extra == 0)
-                return CKR_OK;
-        e->grown = calloc(n + extra, sizeof(CK_ATTRIBUTE));
-        if (!e->grown)
-                return CKR_HOST_MEMORY;
-        if (n > 0)
-                memcpy(e->grown, arg->ptr, n * sizeof(CK_ATTRIBUTE));
-        if (add->sensitive)
-                e->grown[n++] = (CK_ATTRIBUTE) { CKA_SENSITIVE, &attr_true, sizeof(CK_BBOOL) };
-        if (add->unextractable)
-                e->grown[n++] = (CK_ATTRIBUTE) { CKA_EXTRACTABLE, &attr_false, sizeof(CK_BBOOL) };
-        arg->ptr = e->grown;
-        arg->len = n;
-        return CKR_OK;
-}
-
-static void template_restore(TemplateEdit *e)
-{
-        if (!e->arg)
-                return;
-        e->arg->ptr = e->ptr;
-        e->arg->len = e->len;
-        free(e->grown);
-        *e = (TemplateEdit) {};
-}
-
-/* What a key-making call needs the broker to remember between its check and its result. */
-typedef struct KeyCall {
-        KeyOrigin origin;
-        bool has_source;
-        KeyFacts source;
-        TemplateEdit edits[2];
-} KeyCall;
-
-static CK_RV check_template(BrokerClient *bc, Slot *slot, WireCall call, KeyCall *kc, WireArg *arg,
-                            CK_OBJECT_CLASS implied, size_t edit)
-{
-        KeyTemplate t;
-        KeyTemplateAdditions add;
-        PolicyDecision d;
-        CK_OBJECT_CLASS cls;
-
-        policy_key_template_read(arg->ptr, arg->len, &t);
-        cls = kc->has_source && (kc->origin == KEY_ORIGIN_COPY || kc->origin == KEY_ORIGIN_SET) ? kc->source.cls
-              : t.cls != CK_UNAVAILABLE_INFORMATION                                               ? t.cls
-                                                                                                  : implied;
-        d = policy_key_template(kc->origin, cls, &t, kc->has_source ? &kc->source : NULL, caller_is_so(bc, slot),
-                                &add);
-        if (d.rv != CKR_OK) {
-                broker_refuse(bc, slot, wire_call_info(call)->name, d.reason);
-                return d.rv;
-        }
-        return template_add(&kc->edits[edit], arg, &add);
-}
-
-/*
- * Before a call runs: the key rules for calls that make or change keys, wrap
- * them, or read their attributes. kc keeps what after_key_call() needs.
- * Returns CKR_OK to go on.
- */
-static CK_RV before_key_call(BrokerClient *bc, Session *session, WireCall call, WireArg *args, KeyCall *kc)
-{
-        Slot *slot = session ? session->slot : NULL;
-        CK_SESSION_HANDLE real = session ? session->real : CK_INVALID_HANDLE;
-        KeyFacts wrapping, key;
-        PolicyDecision d;
-        CK_RV rv;
-
-        *kc = (KeyCall) { .origin = _KEY_ORIGIN_INVALID };
-        if (!session)
-                return CKR_OK;
-
-        switch (call) {
-        case KYSO_CALL_C_CreateObject:
-                kc->origin = KEY_ORIGIN_CREATE;
-                return check_template(bc, slot, call, kc, &args[1], CK_UNAVAILABLE_INFORMATION, 0);
-        case KYSO_CALL_C_GenerateKey:
-                kc->origin = KEY_ORIGIN_GENERATE;
-                return check_template(bc, slot, call, kc, &args[2], CKO_SECRET_KEY, 0);
-        case KYSO_CALL_C_GenerateKeyPair:
-                kc->origin = KEY_ORIGIN_GENERATE;
-                rv = check_template(bc, slot, call, kc, &args[2], CKO_PUBLIC_KEY, 0);
-                if (rv == CKR_OK)
-                        rv = check_template(bc, slot, call, kc, &args[3], CKO_PRIVATE_KEY, 1);
-                return rv;
-        case KYSO_CALL_C_UnwrapKey:
-        case KYSO_CALL_C_DeriveKey:
-                kc->origin = call == KYSO_CALL_C_UnwrapKey ? KEY_ORIGIN_UNWRAP : KEY_ORIGIN_DERIVE;
-                if (!named_key_facts(slot, real, args[2].value, &kc->source))
-                        return CKR_OK;
-                kc->has_source = true;
-                return check_template(bc, slot, call, kc, &args[call == KYSO_CALL_C_UnwrapKey ? 4 : 3],
-                                      CKO_SECRET_KEY, 0);
-        case KYSO_CALL_C_CopyObject:
-        case KYSO_CALL_C_SetAttributeValue:
-                kc->origin = call == KYSO_CALL_C_CopyObject ? KEY_ORIGIN_COPY : KEY_ORIGIN_SET;
-                if (!named_key_facts(slot, real, args[1].value, &kc->source))
-                        return CKR_OK;
-                kc->has_source = true;
-                return check_template(bc, slot, call, kc, &args[2], CK_UNAVAILABLE_INFORMATION, 0);
-        case KYSO_CALL_C_WrapKey:
-                if (!named_key_facts(slot, real, args[2].value, &wrapping) ||
-                    !named_key_facts(slot, real, args[3].value, &key))
-                        return CKR_OK;
-                d = policy_wrap(&wrapping, &key);
-                if (d.rv != CKR_OK)
-                        broker_refuse(bc, slot, "C_WrapKey", d.reason);
-                return d.rv;
-        case KYSO_CALL_C_GetAttributeValue: {
-                const CK_ATTRIBUTE *a = args[2].ptr;
-                bool material = false;
-
-                for (CK_ULONG i = 0; a && i < args[2].len; i++)
-                        material = material || policy_attribute_is_key_material(a[i].type);
-                if (material && named_key_facts(slot, real, args[1].value, &kc->source))
-                        kc->has_source = true;
-                return CKR_OK;
-        }
-        default:
-                return CKR_OK;
-        }
-}
-
-/*
- * Rule R1 on what the backend answered: key material of a protected key is
- * blanked, in the buffer the decoder allocated (the second half of the
- * array, see wire.h) as well as in the length.
- */
-static CK_RV filter_attribute_values(BrokerClient *bc, Slot *slot, const KeyFacts *facts, WireArg *arg, CK_RV rv)
-{
-        CK_ATTRIBUTE *a = arg->ptr;
-        size_t n = arg->len;
-        bool withheld = false, leaked = false;
-
-        if (rv != CKR_OK && rv != CKR_ATTRIBUTE_SENSITIVE && rv != CKR_ATTRIBUTE_TYPE_INVALID &&
-            rv != CKR_BUFFER_TOO_SMALL)
-                return rv;
-        for (size_t i = 0; a && i < n; i++) {
-                CK_ATTRIBUTE *shadow = &a[n + i];
-
-                if (policy_attribute_read(facts, shadow->type).rv == CKR_OK)
-                        continue;
-                withheld = true;
-                if (a[i].ulValueLen != CK_UNAVAILABLE_INFORMATION)
-                        leaked = true;
-                if (shadow->pValue && shadow->ulValueLen > 0)
-                        secure_zero(shadow->pValue, shadow->ulValueLen);
-                a[i].ulValueLen = CK_UNAVAILABLE_INFORMATION;
-        }
-        if (leaked)
-                broker_refuse(bc, slot, "C_GetAttributeValue",
-                              "the backend handed out key material of a protected key; it was withheld");
-        return withheld && rv == CKR_OK ? CKR_ATTRIBUTE_SENSITIVE : rv;
-}
-
-/* K1/K2 on the objects a call made, in case the backend ignored the template: refused ones are destroyed. */
-static CK_RV check_created_keys(BrokerClient *bc, Session *session, WireCall call, const char *sig, WireArg *args,
-                                const KeyCall *kc)
-{
-        Slot *slot = session->slot;
-        PolicyDecision d = { CKR_OK, NULL };
-
-        slot_call_begin(slot);
-        for (size_t i = 0; sig[i] && d.rv == CKR_OK; i++) {
-                KeyFacts f;
-
-                if (sig[i] != 'n')
-                        continue;
-                if (key_facts(slot, session->real, args[i].value, &f) != CKR_OK)
-                        f = policy_key_facts_unknown(CKO_SECRET_KEY);
-                /* A copy or change keeps the class; a copy of a non-key is no business of these rules. */
-                d = policy_key_created(kc->origin, &f, kc->has_source ? &kc->source : NULL);
-        }
-        if (d.rv != CKR_OK)
-                for (size_t i = 0; sig[i]; i++)
-                        if (sig[i] == 'n')
-                                (void) backend_destroy_object(slot, session->real, args[i].value);
-        slot_call_end(slot);
-        if (d.rv != CKR_OK)
-                broker_refuse(bc, slot, wire_call_info(call)->name, d.reason);
-        return d.rv;
-}
-
-/* After the call ran: rule R1 on read values, K1/K2 on new keys, and the templates back as they came. */
-static CK_RV after_key_call(BrokerClient *bc, Session *session, WireCall call, const char *sig, WireArg *args,
-                            KeyCall *kc, CK_RV rv)
-{
-        for (size_t i = 0; i < ELEMENTSOF(kc->edits); i++)
-                template_restore(&kc->edits[i]);
-        if (!session)
-                return rv;
-        if (call == KYSO_CALL_C_GetAttributeValue && kc->has_source)
-                return filter_attribute_values(bc, session->slot, &kc->source, &args[2], rv);
-        if (rv == CKR_OK && kc->origin != _KEY_ORIGIN_INVALID && kc->origin != KEY_ORIGIN_SET && strchr(sig, 'n'))
-                return check_created_keys(bc, session, call, sig, args, kc);
         return rv;
 }
 
@@ -1476,230 +985,6 @@ static CK_RV handle_generic(BrokerClient *bc, WireCall call, WireArg *args)
         return rv;
 }
 
-static CK_RV handle_get_slot_list(BrokerClient *bc, WireArg *args)
-{
-        bool token_present = args[0].value != CK_FALSE;
-        _cleanup_(freep) Slot **all = NULL;
-        CK_ULONG *out = args[1].ptr, capacity = args[1].len, count = 0;
-        size_t n = 0;
-
-        /* Applications look for new tokens by listing slots again, so look for them here. */
-        broker_rescan();
-        if (slots_snapshot(&all, &n) < 0)
-                return CKR_HOST_MEMORY;
-
-        for (size_t i = 0; i < n; i++) {
-                if (!all[i]->listed || (token_present && !all[i]->token_present))
-                        continue;
-                if (token_present && token_hidden(bc, all[i]))
-                        continue;
-                if (out && count < capacity)
-                        out[count] = all[i]->id;
-                count++;
-        }
-        args[1].len = count;
-        if (out && count > capacity)
-                return CKR_BUFFER_TOO_SMALL;
-        return CKR_OK;
-}
-
-/* Returns 1 when the call is parked until an event comes. */
-static int handle_wait_for_slot_event(BrokerClient *bc, uint32_t serial, WireArg *args, CK_RV *ret_rv)
-{
-        int r = 0;
-
-        pthread_mutex_lock(&bc->lock);
-        if (bc->n_events > 0) {
-                args[1].value = bc->events[0];
-                memmove(bc->events, bc->events + 1, (bc->n_events - 1) * sizeof(CK_SLOT_ID));
-                bc->n_events--;
-                *ret_rv = CKR_OK;
-        } else if (args[0].value & CKF_DONT_BLOCK)
-                *ret_rv = CKR_NO_EVENT;
-        else if (bc->n_waiters >= CLIENT_WAITERS_MAX)
-                *ret_rv = CKR_FUNCTION_FAILED;
-        else {
-                bc->waiters[bc->n_waiters++] = serial;
-                r = 1;
-        }
-        pthread_mutex_unlock(&bc->lock);
-        return r;
-}
-
-typedef struct PendingReply {
-        Client *conn;
-        Buffer frame;
-        struct PendingReply *next;
-} PendingReply;
-
-void broker_slot_events(const CK_SLOT_ID *ids, size_t n)
-{
-        PendingReply *replies = NULL;
-
-        /* A new or re-initialised token may be of another class. */
-        for (size_t i = 0; i < n; i++)
-                slot_class_forget(ids[i]);
-
-        pthread_mutex_lock(&clients_lock);
-        for (BrokerClient *bc = clients; bc; bc = bc->next) {
-                pthread_mutex_lock(&bc->lock);
-                for (size_t i = 0; i < n; i++) {
-                        bool have = false;
-
-                        for (size_t j = 0; j < bc->n_events; j++)
-                                have = have || bc->events[j] == ids[i];
-                        if (!have && bc->n_events < CLIENT_EVENTS_MAX)
-                                bc->events[bc->n_events++] = ids[i];
-                }
-                while (bc->n_waiters > 0 && bc->n_events > 0) {
-                        WireArg args[2] = {};
-                        PendingReply *p = calloc(1, sizeof(PendingReply));
-
-                        if (!p)
-                                break;
-                        args[1].value = bc->events[0];
-                        args[1].ptr = &args[1].value;
-                        buffer_init(&p->frame, 64);
-                        if (wire_encode_reply(&p->frame, bc->waiters[0], KYSO_CALL_C_WaitForSlotEvent, CKR_OK,
-                                              args) < 0) {
-                                buffer_done(&p->frame);
-                                free(p);
-                                break;
-                        }
-                        memmove(bc->events, bc->events + 1, (bc->n_events - 1) * sizeof(CK_SLOT_ID));
-                        bc->n_events--;
-                        memmove(bc->waiters, bc->waiters + 1, (bc->n_waiters - 1) * sizeof(uint32_t));
-                        bc->n_waiters--;
-                        client_ref(bc->conn);
-                        p->conn = bc->conn;
-                        p->next = replies;
-                        replies = p;
-                }
-                pthread_mutex_unlock(&bc->lock);
-        }
-        pthread_mutex_unlock(&clients_lock);
-
-        /* Sent outside the locks: sending may end a connection, which takes them. */
-        while (replies) {
-                PendingReply *p = replies;
-
-                replies = p->next;
-                client_send(p->conn, p->frame.data, p->frame.len);
-                client_unref(p->conn);
-                buffer_done(&p->frame);
-                free(p);
-        }
-}
-
-/*
- * A token was removed: its sessions are gone in the backend, so every
- * client's sessions and handles on that slot go too, and so does the
- * login. Later calls on them get CKR_SESSION_HANDLE_INVALID.
- */
-static void drop_slot_state(Slot *slot)
-{
-        pthread_mutex_lock(&clients_lock);
-        for (BrokerClient *bc = clients; bc; bc = bc->next) {
-                Session *dead[64];
-                size_t n, state;
-                uint64_t v;
-                HandleKey k;
-
-                pthread_mutex_lock(&bc->lock);
-                do {
-                        n = 0;
-                        state = 0;
-                        while (n < ELEMENTSOF(dead) && handle_map_next(bc->sessions, &state, &k, &v))
-                                if (((Session *) (uintptr_t) v)->slot == slot)
-                                        dead[n++] = (Session *) (uintptr_t) v;
-                        for (size_t i = 0; i < n; i++) {
-                                uid_session_release(bc->uid);
-                                handle_map_remove(bc->sessions, key1(dead[i]->handle), NULL);
-                                forget_session_objects_locked(bc, dead[i]->handle);
-                                if (--dead[i]->refs == 0)
-                                        free(dead[i]);
-                        }
-                } while (n == ELEMENTSOF(dead));
-                handle_map_remove(bc->logins, key1(slot->id), NULL);
-                pthread_mutex_unlock(&bc->lock);
-        }
-        pthread_mutex_unlock(&clients_lock);
-
-        pthread_mutex_lock(&slot->login_lock);
-        slot->login_count = 0;
-        slot->pin_known = false;
-        secure_zero(slot->pin_hash, sizeof(slot->pin_hash));
-        __atomic_add_fetch(&slot->login_generation, 1, __ATOMIC_RELEASE);
-        (void) pin_failures_set(slot, 0);
-        pthread_mutex_unlock(&slot->login_lock);
-        slot_class_forget(slot->id);
-}
-
-void broker_rescan(void)
-{
-        CK_SLOT_ID *events = NULL;
-        int n;
-
-        n = backends_scan(&events);
-        for (int i = 0; i < n; i++) {
-                Slot *slot = slot_get(events[i]);
-
-                if (!slot)
-                        continue;
-                if (!slot->token_present)
-                        drop_slot_state(slot);
-                custody_note_slot(slot);
-        }
-        if (n > 0)
-                broker_slot_events(events, (size_t) n);
-        free(events);
-}
-
-void broker_custody_changed(CK_SLOT_ID id)
-{
-        Slot *slot = slot_get(id);
-        BrokerClient **affected = NULL;
-        size_t n = 0, cap = 0;
-
-        if (!slot)
-                return;
-
-        /* Who has sessions there: held by a reference, so they can be judged and closed outside the list lock. */
-        pthread_mutex_lock(&clients_lock);
-        for (BrokerClient *bc = clients; bc; bc = bc->next) {
-                bool has;
-
-                pthread_mutex_lock(&bc->lock);
-                has = client_sessions_on_slot_locked(bc, slot) > 0;
-                pthread_mutex_unlock(&bc->lock);
-                if (!has)
-                        continue;
-                if (n == cap) {
-                        BrokerClient **a = realloc(affected, (cap = cap ? cap * 2 : 8) * sizeof(BrokerClient *));
-
-                        if (!a)
-                                break; /* the rest are stopped at their next call (session_custody()) */
-                        affected = a;
-                }
-                client_ref(bc->conn);
-                affected[n++] = bc;
-        }
-        pthread_mutex_unlock(&clients_lock);
-
-        for (size_t i = 0; i < n; i++) {
-                BrokerClient *bc = affected[i];
-
-                if (custody_allows(bc, slot, "its open sessions", NULL) != CKR_OK) {
-                        log_notice("Closing the sessions of pid %d (uid %u) on slot %lu: custody no longer allows "
-                                   "them.",
-                                   (int) client_pid(bc->conn), (unsigned) bc->uid, slot->id);
-                        (void) close_sessions_on_slot(bc, slot);
-                }
-                client_unref(bc->conn);
-        }
-        free(affected);
-}
-
 static CK_RV handle_find_objects(BrokerClient *bc, WireArg *args, Arena *arena)
 {
         _cleanup_(freep) CK_OBJECT_HANDLE *found = NULL;
@@ -1764,14 +1049,14 @@ static CK_RV handle_session_call(BrokerClient *bc, WireCall call, WireArg *args)
                 if (rv == CKR_OK && args[1].value == CKU_USER)
                         rv = pin_age_allows(bc, s->slot, call);
                 if (rv == CKR_OK)
-                        rv = login(bc, s, call, args);
+                        rv = broker_login(bc, s, call, args);
                 (void) audit_operation(bc, s->slot, "login", s->real, CK_INVALID_HANDLE, CK_UNAVAILABLE_INFORMATION, rv,
                                        args[1].value == CKU_SO                  ? "security officer"
                                        : args[1].value == CKU_CONTEXT_SPECIFIC ? "context specific"
                                                                                 : "user");
                 break;
         case KYSO_CALL_C_Logout:
-                rv = logout(bc, s->slot, s->real);
+                rv = broker_logout(bc, s->slot, s->real);
                 (void) audit_operation(bc, s->slot, "logout", s->real, CK_INVALID_HANDLE, CK_UNAVAILABLE_INFORMATION, rv,
                                        NULL);
                 break;
