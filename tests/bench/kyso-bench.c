@@ -30,10 +30,10 @@
  * process its own (as p11-kit's server does too: it starts a p11-kit-remote
  * process, which loads the module anew, for each connection).
  *
- * The run ends with what the machine charges for a bare round trip between two
- * processes, with the waiter blocked or polling, for a reply at once and after
- * 1.5 ms of work (an RSA-2048 signature here): on a virtual machine whose idle
- * vCPUs halt, a client blocked through a long call wakes tens of µs late.
+ * The run ends with how long a bare reply between two processes takes to reach
+ * its waiter, blocked or polling, for a reply at once and after 1.5 ms of work
+ * (an RSA-2048 signature here): on a virtual machine whose idle vCPUs halt, a
+ * client blocked through a long call wakes tens of µs late.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -566,13 +566,14 @@ static void print_target(int pi, Op op, const Row *a, const Row *b, const char *
 }
 
 /*
- * What this machine charges for a round trip with no PKCS#11 in it: two processes ping-pong one
- * byte over a socketpair, the answering one busy for work_usec before each reply, the asking one
- * blocked in read() or polling with MSG_DONTWAIT. Returns the mean time per cycle beyond the work,
- * in µs (negative if the probe failed). On a virtual machine whose idle vCPUs halt, a blocked
- * waiter wakes late after a long call: that cost is in every row where a client waits for a reply.
+ * What this machine charges for a reply, with no PKCS#11 in it: two processes ping-pong over a
+ * socketpair, the answering one busy for work_usec before each reply, which carries the time it
+ * was sent; the asking one is blocked in read() or polls with MSG_DONTWAIT. Returns the mean time
+ * from sending a reply to its waiter having it, in µs (negative if the probe failed). On a virtual
+ * machine whose idle vCPUs halt, a waiter blocked through a long call wakes late: that cost is in
+ * every row where a client waits for a reply from another process.
  */
-static double machine_round_trip(unsigned work_usec, bool polling, int n) {
+static double machine_wake(unsigned work_usec, bool polling, int n) {
         int sv[2];
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) < 0)
                 return -1;
@@ -589,41 +590,42 @@ static double machine_round_trip(unsigned work_usec, bool polling, int n) {
                         double until = p11t_now() + work_usec / 1e6;
                         while (p11t_now() < until)
                                 ;
-                        if (!write_all(sv[1], &b, 1))
+                        double sent = p11t_now();
+                        if (!write_all(sv[1], &sent, sizeof(sent)))
                                 break;
                 }
                 _exit(0);
         }
         close(sv[1]);
-        double total = 0;
+        double total = 0, sent;
         int done = 0;
         for (; done < n; done++) {
                 char b = 0;
-                double t0 = p11t_now();
                 if (!write_all(sv[0], &b, 1))
                         break;
                 ssize_t r;
                 if (polling)
-                        while ((r = recv(sv[0], &b, 1, MSG_DONTWAIT)) < 0 && (errno == EAGAIN || errno == EINTR))
+                        while ((r = recv(sv[0], &sent, sizeof(sent), MSG_DONTWAIT | MSG_WAITALL)) < 0 &&
+                               (errno == EAGAIN || errno == EINTR))
                                 ;
                 else
-                        r = read_all(sv[0], &b, 1) ? 1 : -1;
-                if (r != 1)
+                        r = read_all(sv[0], &sent, sizeof(sent)) ? (ssize_t) sizeof(sent) : -1;
+                if (r != (ssize_t) sizeof(sent))
                         break;
-                total += p11t_now() - t0;
+                total += p11t_now() - sent;
         }
         close(sv[0]);
         waitpid(pid, NULL, 0);
-        return done == n ? total / n * 1e6 - work_usec : -1;
+        return done == n ? total / n * 1e6 : -1;
 }
 
 static void print_machine(void) {
         static const unsigned work[] = { 0, 1500 };
-        printf("\nThis machine, no PKCS#11 (two processes ping-pong over a socketpair; us per round trip beyond "
-               "the answering side's work):\n");
+        printf("\nThis machine, no PKCS#11 (two processes ping-pong over a socketpair; us from sending a reply to "
+               "its waiter having it):\n");
         for (size_t i = 0; i < ELEMENTSOF(work); i++) {
                 int n = work[i] ? 300 : 3000;
-                double blocked = machine_round_trip(work[i], false, n), polling = machine_round_trip(work[i], true, n);
+                double blocked = machine_wake(work[i], false, n), polling = machine_wake(work[i], true, n);
                 if (blocked < 0 || polling < 0) {
                         printf("  the probe failed: %s\n", strerror(errno));
                         return;
