@@ -29,41 +29,39 @@
 
 /* ---- helpers ---- */
 
-/* Encodes a request and returns the payload (the header checked and stripped) in a malloc()ed copy. */
-static inline uint8_t *encode_request(WireCall call, const WireArg *args, size_t *ret_len)
+/* The payload of the frame in b (its header checked and stripped), as a malloc()ed copy; frees b. */
+static inline uint8_t *frame_payload(Buffer *b, size_t *ret_len)
 {
-        Buffer b;
         size_t len;
         uint8_t *p;
 
-        buffer_init(&b, SIZE_MAX);
-        assert_int_equal(wire_encode_request(&b, 0x1234, call, args), 0);
-        assert_int_equal(wire_frame_length(b.data, &len), 0);
-        assert_int_equal(len + KYSO_WIRE_HEADER_SIZE, b.len);
+        assert_int_equal(wire_frame_length(b->data, &len), 0);
+        assert_int_equal(len + KYSO_WIRE_HEADER_SIZE, b->len);
         p = malloc(len + 1);
         assert_non_null(p);
-        memcpy(p, b.data + KYSO_WIRE_HEADER_SIZE, len);
-        buffer_done(&b);
+        memcpy(p, b->data + KYSO_WIRE_HEADER_SIZE, len);
+        buffer_done(b);
         *ret_len = len;
         return p;
+}
+
+/* Encodes a request, or a reply, and returns its payload as frame_payload() does. */
+static inline uint8_t *encode_request(WireCall call, const WireArg *args, size_t *ret_len)
+{
+        Buffer b;
+
+        buffer_init(&b, SIZE_MAX);
+        assert_int_equal(wire_encode_request(&b, 0x1234, call, args), 0);
+        return frame_payload(&b, ret_len);
 }
 
 static inline uint8_t *encode_reply(WireCall call, CK_RV rv, const WireArg *args, size_t *ret_len)
 {
         Buffer b;
-        size_t len;
-        uint8_t *p;
 
         buffer_init(&b, SIZE_MAX);
         assert_int_equal(wire_encode_reply(&b, 0x1234, call, rv, args), 0);
-        assert_int_equal(wire_frame_length(b.data, &len), 0);
-        assert_int_equal(len + KYSO_WIRE_HEADER_SIZE, b.len);
-        p = malloc(len + 1);
-        assert_non_null(p);
-        memcpy(p, b.data + KYSO_WIRE_HEADER_SIZE, len);
-        buffer_done(&b);
-        *ret_len = len;
-        return p;
+        return frame_payload(&b, ret_len);
 }
 
 static inline int decode_request(const uint8_t *p, size_t len, Arena **arena, WireCall expect, WireArg *sargs)
