@@ -649,7 +649,9 @@ static void usage(void) {
                "  --ops       comma-separated subset of: info,find,random,digest,rsa,ecdsa,rsa1m\n"
                "Environment: SOFTHSM_MODULE (direct; with 4 clients also the threads reference),\n"
                "KYSO_MODULE (+KYSO_SOCKET), P11KIT_CLIENT_MODULE (+P11_KIT_SERVER_ADDRESS),\n"
-               "KYSO_TEST_LABEL, KYSO_TEST_PIN.\n");
+               "KYSO_TEST_LABEL, KYSO_TEST_PIN.\n"
+               "The run ends with a probe of the machine: how long a bare socketpair reply between two processes\n"
+               "takes to reach its waiter, blocked or polling, at once and after 1.5 ms of work.\n");
 }
 
 int main(int argc, char **argv) {

@@ -5,38 +5,7 @@
  * allowed), and SIGKILL in the middle of writes losing nothing that was
  * reported committed.
  */
-#include <errno.h>
-#include <fcntl.h>
-#include <ftw.h>
-#include <inttypes.h>
-#include <limits.h>
-#include <poll.h>
-#include <pthread.h>
-#include <sched.h>
-#include <setjmp.h>
-#include <signal.h>
-#include <sqlite3.h>
-#include <stdarg.h>
-#include <stdatomic.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/file.h>
-#include <sys/mount.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
-
-#include <cmocka.h>
-#include <openssl/evp.h>
-
-#include "log.h"
-#include "macro.h"
-#include "store.h"
-
+/* Its includes (cmocka, sqlite, store.h, the C library) come with the shared helpers. */
 #include "test-store-util.h"
 
 #define EXIT_SKIP 77
